@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Set up audio-analysis in a virtual environment at <project>/.venv.
+#
+#   scripts/setup.sh          runtime + test dependencies
+#
+# System packages (portaudio headers for PyAudio; for the tests also PulseAudio,
+# espeak-ng, sox and Chromium) are installed with apt-get when missing and we are root;
+# otherwise the missing ones are named and the script stops.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$here"
+
+PYTHON="${PYTHON:-python3}"
+runtime_pkgs=(portaudio19-dev)
+test_pkgs=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng sox chromium)
+want=("${runtime_pkgs[@]}")
+if [ "${1:-}" = "--with-test-tools" ]; then want+=("${test_pkgs[@]}"); fi
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+  for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+fi
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing system packages: ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "setup: missing system packages: ${missing[*]}" >&2
+    echo "setup: install them first, e.g.: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($PYTHON --version)"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.requirements.sha256
+want_sum="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_sum" ]; then
+  echo "setup: installing Python packages into .venv (first run takes a few minutes)"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q --no-deps -e .
+  echo "$want_sum" > "$stamp"
+fi
