@@ -94,7 +94,7 @@ def test_read_class_map(tmp_path: Path) -> None:
 def test_resolve_model_names_the_download_command(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(tmp_path))
     monkeypatch.delenv("AUDIO_ANALYSIS_YAMNET_MODEL", raising=False)
-    with pytest.raises(YamnetFilesMissingError, match="audio.models download yamnet"):
+    with pytest.raises(YamnetFilesMissingError, match=r"audio\.models download yamnet"):
         resolve_yamnet_model(None)
     model = tmp_path / "mine.tflite"
     model.write_bytes(b"x")
