@@ -16,6 +16,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = [
     # "tests.fixtures_vggish",   (added by each area as it lands)
+    "tests.fixtures_frontend",
 ]
 
 
