@@ -15,7 +15,9 @@ import pytest
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 pytest_plugins = [
-    # "tests.fixtures_vggish",   (added by each area as it lands)
+    # (added by each area as it lands)
+    "tests.fixtures_vggish",
+    "tests.fixtures_daemon",
     "tests.fixtures_frontend",
 ]
 

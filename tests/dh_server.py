@@ -506,7 +506,7 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
     server = DeviceHiveTestServer(port=args.port).start()
-    access, refresh = server.issue_tokens()
+    _access, refresh = server.issue_tokens()
     print(f"WebSocket: {server.ws_url}\nREST: {server.rest_url}\nrefresh token: {refresh}")
     try:
         while True:
