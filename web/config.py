@@ -1,0 +1,141 @@
+"""The daemon's persisted DeviceHive configuration (what the ``/`` page edits).
+
+Stored as JSON in a per-user directory, ``$XDG_CONFIG_HOME/audio-analysis/config.json``
+(``~/.config/...`` when unset); ``--config`` or ``AUDIO_ANALYSIS_CONFIG`` pick another file.
+The file holds tokens, so it is written atomically (temporary file in the same directory,
+fsync, rename) with mode 0600 in a 0700 directory, and it is re-read on every start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from audio.devicehive import DeviceHiveSettings
+
+logger = logging.getLogger(__name__)
+
+CONFIG_ENV = "AUDIO_ANALYSIS_CONFIG"
+SECRET_FIELDS = ("refresh_token", "access_token", "password")
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be read or written (message names the file)."""
+
+
+def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV]).expanduser()
+    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base).expanduser() / "audio-analysis" / "config.json"
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    """DeviceHive connection settings; secrets never appear in ``repr`` or ``public()``."""
+
+    server_url: str = ""
+    device_id: str = ""
+    refresh_token: str = field(default="", repr=False)
+    access_token: str = field(default="", repr=False)
+    login: str = ""
+    password: str = field(default="", repr=False)
+    notification_name: str = ""
+    legacy_format: bool = False
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], origin: str = "configuration") -> DaemonConfig:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data or data[f.name] is None:
+                continue
+            value = data[f.name]
+            expected = bool if f.name == "legacy_format" else str
+            if not isinstance(value, expected):
+                raise ConfigError(f"{origin}: {f.name} must be a {expected.__name__}")
+            values[f.name] = value.strip() if isinstance(value, str) else value
+        return cls(**values)
+
+    def merged(self, overrides: Mapping[str, Any]) -> DaemonConfig:
+        """This config with the non-empty ``overrides`` (command-line flags) applied."""
+        return replace(self, **{k: v for k, v in overrides.items() if v not in (None, "")})
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def public(self) -> dict[str, Any]:
+        """What a page or an API may show: secrets reduced to set / not set."""
+        data = asdict(self)
+        for name in SECRET_FIELDS:
+            data[name] = "set" if data[name] else "not set"
+        return data
+
+    def devicehive_settings(self) -> DeviceHiveSettings | None:
+        """The sink's settings, or None when no server is configured. May raise
+        ``audio.devicehive.DeviceHiveConfigError``."""
+        if not self.server_url:
+            return None
+        return DeviceHiveSettings(
+            url=self.server_url, device_id=self.device_id, refresh_token=self.refresh_token,
+            access_token=self.access_token, login=self.login, password=self.password,
+            notification_name=self.notification_name, legacy_format=self.legacy_format,
+        ).validate()
+
+
+def load_config(path: Path) -> DaemonConfig:
+    """Read ``path``; a missing file is an empty configuration."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        return DaemonConfig()
+    except OSError as error:
+        raise ConfigError(f"cannot read {path}: {error.strerror}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{path}: not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a JSON object expected")
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        logger.warning("%s is readable by others (mode %o); it holds tokens", path, mode)
+    return DaemonConfig.from_mapping(data, str(path))
+
+
+def save_config(path: Path, config: DaemonConfig) -> None:
+    """Write atomically with mode 0600: readers see the old or the new file, never half."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise ConfigError(f"cannot write {path}: {error.strerror}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), 0o600)
+            json.dump(config.as_json(), fh, indent=2, sort_keys=True)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as error:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {path}: {error.strerror}") from None
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass

@@ -1,0 +1,81 @@
+// The events page: polls /api/events every second (as the original page did) and redraws
+// the table of the last 10 predictions and a bar chart of the top classes.
+"use strict";
+(function () {
+  const body = document.getElementById("events-body");
+  const chart = document.getElementById("chart");
+  const live = document.getElementById("live-state");
+  let lastId = -1;
+
+  function cell(row, text) {
+    const td = document.createElement("td");
+    td.textContent = text;
+    row.appendChild(td);
+  }
+
+  function describe(predictions) {
+    if (!predictions.length) return "(nothing above the threshold)";
+    return predictions.map(p => p.label + ": " + p.score.toFixed(2)).join(", ");
+  }
+
+  function drawTable(events) {
+    body.replaceChildren();
+    if (!events.length) {
+      const row = document.createElement("tr");
+      row.className = "empty";
+      cell(row, "No predictions yet.");
+      body.appendChild(row);
+      return;
+    }
+    for (const e of events) {
+      const row = document.createElement("tr");
+      row.dataset.id = String(e.id);
+      cell(row, new Date(e.timestamp * 1000).toLocaleTimeString());
+      cell(row, e.start.toFixed(2) + "–" + e.end.toFixed(2) + " s");
+      cell(row, describe(e.predictions));
+      body.appendChild(row);
+    }
+  }
+
+  function drawChart(events) {
+    const totals = new Map();
+    for (const e of events) {
+      for (const p of e.predictions) totals.set(p.label, (totals.get(p.label) || 0) + p.score);
+    }
+    const n = Math.max(events.length, 1);
+    const top = [...totals.entries()].map(([label, s]) => [label, s / n])
+      .sort((a, b) => b[1] - a[1]).slice(0, 5);
+    chart.replaceChildren();
+    for (const [label, score] of top) {
+      const row = document.createElement("div");
+      row.className = "row";
+      const name = document.createElement("span");
+      name.className = "label";
+      name.textContent = label;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      bar.style.width = Math.round(score * 300) + "px";
+      const value = document.createElement("span");
+      value.className = "value";
+      value.textContent = score.toFixed(2);
+      row.append(name, bar, value);
+      chart.appendChild(row);
+    }
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch("/api/events?limit=10", {cache: "no-store"});
+      const data = await response.json();
+      live.textContent = "Live.";
+      if (data.last_id === lastId) return;
+      lastId = data.last_id;
+      drawTable(data.events);
+      drawChart(data.events);
+    } catch (e) {
+      live.textContent = "Daemon unreachable; retrying.";
+    }
+  }
+  poll();
+  setInterval(poll, 1000);
+})();
