@@ -1,0 +1,288 @@
+"""The one processing loop: source → bounded queue → pipeline → sinks.
+
+Used by ``capture.py`` (microphone, log and wav sinks) and ``daemon.py`` (microphone or
+files, web/DeviceHive/MQTT sinks). The original copied a loop between its two scripts
+and busy-waited on a shared buffer with ``time.sleep(0.01)``; here:
+
+* the source runs on its own thread and puts ``AudioWindow``s in a bounded queue;
+* the loop blocks on ``queue.get()`` (no polling); a sentinel put by the source thread
+  when it ends (exhausted, failed, or stopped) ends the loop after the windows already
+  queued have been processed (the queue is drained, not dropped);
+* a real-time source (microphone) never blocks on a full queue: the oldest queued
+  window is dropped and counted (``dropped``), so capture never stalls; a file source
+  blocks instead (back-pressure, nothing is lost);
+* before blocking on an empty queue the loop calls ``source.request_window()``: the
+  microphone source uses it to hand over a window as soon as ``min_time`` seconds are
+  buffered (and otherwise waits up to ``max_time``), the original's behaviour;
+* an exception in the pipeline or in one sink is logged and counted (``errors``), and
+  the loop goes on with the other sinks and the next window;
+* ``run()`` on the main thread turns SIGINT/SIGTERM into ``stop()`` for its duration.
+
+``stats()`` returns counters for the daemon's ``/api/status``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from audio.events import Event, Prediction, Sink
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_QUEUE_SIZE = 4
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """One window of audio handed from a source to the loop.
+
+    ``audio`` is mono float32 in [−1, 1] at ``sample_rate``; ``start``/``end`` are
+    seconds from the start of the source; ``timestamp`` is the wall-clock time (unix s)
+    at which the window's last sample was available (for latency measurements).
+    """
+
+    audio: np.ndarray = field(repr=False)
+    sample_rate: int
+    start: float
+    end: float
+    timestamp: float
+    source: str = ""
+
+
+@runtime_checkable
+class Source(Protocol):
+    """Produces windows on the loop's source thread.
+
+    ``realtime``: True when audio keeps coming whether or not it is consumed
+    (microphone), so the loop must never block it. ``windows(stop)`` yields windows until
+    exhausted or ``stop`` is set; ``request_window()`` is called by the loop (from its
+    own thread) when it is idle; ``close()`` (from any thread) must make a blocked
+    ``windows`` return promptly.
+    """
+
+    name: str
+    realtime: bool
+
+    def windows(self, stop: threading.Event) -> Iterator[AudioWindow]: ...
+
+    def request_window(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Processor(Protocol):
+    def predict(self, waveform: np.ndarray, sample_rate: int) -> Sequence[Prediction]: ...
+
+
+_SENTINEL = object()
+
+
+class ProcessingLoop:
+    """Runs ``source`` → queue → ``processor.predict`` → every sink, until stopped.
+
+    Args:
+      source: where windows come from (``audio.sources``).
+      processor: anything with ``predict(waveform, sample_rate)`` (``WavProcessor``).
+      sinks: receive every ``Event`` in order, on the loop's thread.
+      queue_size: bound of the window queue.
+    """
+
+    def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink] = (),
+                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self.source = source
+        self.processor = processor
+        self._sinks: list[Sink] = list(sinks)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._source_thread: threading.Thread | None = None
+        self._run_thread: threading.Thread | None = None
+        self._counters = {"windows_received": 0, "windows_processed": 0,
+                          "windows_dropped": 0, "errors": 0, "sink_errors": 0}
+        self._started_at: float | None = None
+        self._last_event: Event | None = None
+        self._last_latency: float | None = None
+        self._max_latency: float | None = None
+        self._source_error: str | None = None
+
+    # -- public API -----------------------------------------------------------------------
+    def add_sink(self, sink: Sink) -> None:
+        """Add a sink (before ``run``/``start``; the list is read on the loop's thread)."""
+        self._sinks.append(sink)
+
+    def run(self) -> None:
+        """Run on this thread until the source ends or ``stop()``; closes the sinks.
+
+        On the main thread, SIGINT and SIGTERM call ``stop()`` while it runs.
+        """
+        previous = self._install_signal_handlers()
+        try:
+            self._start_source()
+            self._consume()
+        finally:
+            self._restore_signal_handlers(previous)
+            self.stop()
+            if self._source_thread is not None:
+                self._source_thread.join()
+            for sink in self._sinks:
+                try:
+                    sink.close()
+                except Exception:
+                    logger.exception("closing sink %r failed", sink)
+            self._finished.set()
+
+    def start(self) -> threading.Thread:
+        """Run the loop on a background thread (the daemon's way); returns the thread."""
+        thread = threading.Thread(target=self.run, name="processing-loop", daemon=True)
+        self._run_thread = thread
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Ask the source to stop; the loop then drains the queue and returns. Any thread."""
+        if not self._stop.is_set():
+            logger.debug("stopping the processing loop")
+            self._stop.set()
+            try:
+                self.source.close()
+            except Exception:
+                logger.exception("closing source %s failed", self.source.name)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the loop to finish; True when it has."""
+        return self._finished.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._started_at is not None and not self._finished.is_set()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and state, JSON-ready (for ``/api/status``)."""
+        with self._lock:
+            stats: dict[str, Any] = dict(self._counters)
+            last = self._last_event
+            stats.update({
+                "source": self.source.name,
+                "running": self.running,
+                "started_at": self._started_at,
+                "queue_size": self._queue.qsize(),
+                "last_event_id": last.id if last else None,
+                "last_event_time": last.timestamp if last else None,
+                "last_latency_s": self._last_latency,
+                "max_latency_s": self._max_latency,
+                "source_error": self._source_error,
+            })
+        return stats
+
+    # -- internals ------------------------------------------------------------------------
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counters[name] += n
+
+    def _start_source(self) -> None:
+        self._started_at = time.time()
+        self._source_thread = threading.Thread(target=self._produce, name="audio-source",
+                                               daemon=True)
+        self._source_thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for window in self.source.windows(self._stop):
+                self._count("windows_received")
+                if self.source.realtime:
+                    self._put_dropping_oldest(window)
+                else:
+                    self._queue.put(window)  # Back-pressure; the consumer always drains.
+                if self._stop.is_set():
+                    break
+        except Exception as exc:
+            logger.exception("audio source %s failed", self.source.name)
+            with self._lock:
+                self._counters["errors"] += 1
+                self._source_error = f"{type(exc).__name__}: {exc}"
+        finally:
+            self._queue.put(_SENTINEL)
+
+    def _put_dropping_oldest(self, window: AudioWindow) -> None:
+        while True:
+            try:
+                self._queue.put_nowait(window)
+                return
+            except queue.Full:
+                try:
+                    dropped = self._queue.get_nowait()
+                except queue.Empty:
+                    continue
+                if dropped is _SENTINEL:  # Never happens (only this thread puts it).
+                    self._queue.put_nowait(dropped)
+                    return
+                self._count("windows_dropped")
+                logger.warning("processing falls behind: dropped the window %.2f-%.2f s",
+                               dropped.start, dropped.end)
+
+    def _consume(self) -> None:
+        while True:
+            if self._queue.empty() and not self._stop.is_set():
+                self.source.request_window()
+            item = self._queue.get()
+            if item is _SENTINEL:
+                return
+            self._process(item)
+
+    def _process(self, window: AudioWindow) -> None:
+        try:
+            predictions = tuple(self.processor.predict(window.audio, window.sample_rate))
+        except Exception:
+            logger.exception("classifying window %.2f-%.2f s of %s failed", window.start,
+                             window.end, window.source)
+            self._count("errors")
+            return
+        event = Event(id=next(self._ids), timestamp=window.timestamp, start=window.start,
+                      end=window.end, predictions=predictions, source=window.source,
+                      sample_rate=window.sample_rate, audio=window.audio)
+        latency = time.time() - window.timestamp
+        with self._lock:
+            self._counters["windows_processed"] += 1
+            self._last_event = event
+            self._last_latency = latency
+            self._max_latency = max(latency, self._max_latency or 0.0)
+        for sink in self._sinks:
+            try:
+                sink.handle(event)
+            except Exception:
+                logger.exception("sink %s failed on event %d", type(sink).__name__, event.id)
+                with self._lock:
+                    self._counters["errors"] += 1
+                    self._counters["sink_errors"] += 1
+
+    def _install_signal_handlers(self) -> dict[int, Any] | None:
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        previous = {}
+
+        def handler(signum: int, _frame: object) -> None:
+            logger.info("received %s: finishing the queued windows, then exiting",
+                        signal.Signals(signum).name)
+            self.stop()
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, handler)
+        return previous
+
+    @staticmethod
+    def _restore_signal_handlers(previous: dict[int, Any] | None) -> None:
+        if previous:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)

@@ -1,0 +1,260 @@
+"""Waveform → ranked labels: the one pipeline of the application (``WavProcessor``).
+
+``WavProcessor`` keeps the original's name and its ``get_predictions(sample_rate,
+data)`` method, and adds what the original lacked: any sample format and rate, files of
+any length in bounded memory, per-window timelines, and a clear error when model files
+are missing. Models are loaded once, on first use (TensorFlow is imported then, not when
+this module is imported), and freed by ``close()``; the object is a context manager.
+
+Long inputs. The classifier was trained on clips of at most ``max_frames`` frames (300
+VGGish frames = 288 s). A longer input is cut into the fewest windows of at most
+``max_frames`` frames, of near-equal length (``np.array_split``: 301 frames → 151 + 150,
+never 300 + 1, since a one-frame window would be classified on almost no evidence). Each
+window is classified as the classifier was trained, and the file's score of a class is
+
+* ``mean`` (default): the frame-weighted mean of the window scores, Σ nᵢ·sᵢ / Σ nᵢ. For
+  an input within ``max_frames`` it is exactly the original's single-window score, and
+  for longer ones it estimates the same quantity: the frame-level models pool frames by
+  averaging, so the mean over windows is the model's answer to "what does this audio
+  sound like overall", not inflated by a single window's false positive;
+* ``max``: the largest window score, to ask "does this class occur anywhere" (sparse
+  events in long recordings); selectable with ``Settings.aggregate``.
+
+Memory. Files are read block by block (``audio.io``), resampled block by block, turned
+into frames by the backend block by block; only the per-frame features (128 bytes per
+0.96 s for VGGish) are kept, so a one-hour file needs about as much memory as a
+one-minute one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from audio.backends import Backend, create_backend
+from audio.config import MIN_AUDIO_SECONDS, Settings
+from audio.events import Prediction
+from audio.io import AudioTooShortError, mono_blocks, open_audio
+
+logger = logging.getLogger(__name__)
+
+BLOCK_SECONDS = 60.0
+"""Audio read, resampled and embedded at a time when streaming a file."""
+INT16_FULL_SCALE = 32768.0
+
+
+def format_predictions(predictions: Iterable[Prediction | tuple[str, float]]) -> str:
+    """``Speech: 0.75, Music: 0.12``: the original's output format (two decimals)."""
+    parts = []
+    for p in predictions:
+        label, score = (p.label, p.score) if isinstance(p, Prediction) else p
+        parts.append(f"{label}: {score:.2f}")
+    return ", ".join(parts)
+
+
+@dataclass(frozen=True)
+class WindowResult:
+    """Predictions of one window of a timeline (seconds from the start of the input)."""
+
+    start: float
+    end: float
+    predictions: tuple[Prediction, ...]
+    scores: np.ndarray
+
+    def as_dict(self) -> dict[str, object]:
+        return {"start": round(self.start, 3), "end": round(self.end, 3),
+                "predictions": [p.as_dict() for p in self.predictions]}
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """The whole input's ranked predictions, and its timeline when asked for."""
+
+    duration: float
+    frames: int
+    windows_classified: int
+    predictions: tuple[Prediction, ...]
+    scores: np.ndarray
+    timeline: tuple[WindowResult, ...] | None = None
+
+
+def count_events(flags: Sequence[bool]) -> int:
+    """Runs of consecutive True values: consecutive positive windows form one event."""
+    count, previous = 0, False
+    for flag in flags:
+        if flag and not previous:
+            count += 1
+        previous = bool(flag)
+    return count
+
+
+def split_frames(num_frames: int, max_frames: int) -> list[tuple[int, int]]:
+    """[start, stop) of the fewest near-equal windows of at most ``max_frames`` frames."""
+    if num_frames <= 0:
+        return []
+    pieces = math.ceil(num_frames / max_frames)
+    bounds = np.linspace(0, num_frames, pieces + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+class WavProcessor:
+    """Turns audio into ranked ``(label, score)`` predictions. Reusable; close it after use.
+
+    Args:
+      settings: model paths, ``top_k``, ``threshold``, ``aggregate`` (defaults: the
+        original's top 20 classes scoring > 0.1, frame-weighted mean).
+      backend: an explicit backend (tests, custom heads); default from ``settings``.
+    """
+
+    def __init__(self, settings: Settings | None = None, backend: Backend | None = None
+                 ) -> None:
+        self.settings = settings or Settings()
+        self._backend = backend or create_backend(self.settings)
+        self._loaded = False
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def load(self) -> WavProcessor:
+        """Load the models now (otherwise done on first use). Idempotent."""
+        if self._closed:
+            raise RuntimeError("WavProcessor is closed")
+        if not self._loaded:
+            self._backend.load()
+            self._loaded = True
+        return self
+
+    @property
+    def backend(self) -> Backend:
+        self.load()
+        return self._backend
+
+    @property
+    def labels(self) -> Sequence[str]:
+        return self.backend.labels
+
+    def close(self) -> None:
+        if not self._closed:
+            self._backend.close()
+            self._closed = True
+
+    def __enter__(self) -> WavProcessor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- ranking ------------------------------------------------------------------------
+    def rank(self, scores: np.ndarray, top_k: int | None = None,
+             threshold: float | None = None) -> tuple[Prediction, ...]:
+        """The ``top_k`` best classes with a score strictly above ``threshold``."""
+        top_k = self.settings.top_k if top_k is None else top_k
+        threshold = self.settings.threshold if threshold is None else threshold
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        labels = self.labels
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return tuple(Prediction(labels[i], float(scores[i])) for i in order
+                     if scores[i] > threshold)
+
+    def label_index(self, label: str) -> int:
+        """Index of a class by display name (case-insensitive); ValueError if unknown."""
+        wanted = label.strip().casefold()
+        for i, name in enumerate(self.labels):
+            if name.casefold() == wanted:
+                return i
+        raise ValueError(f"unknown class {label!r} (not one of the classifier's "
+                         f"{len(self.labels)} labels)")
+
+    # -- frames → scores ------------------------------------------------------------------
+    def _aggregate(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
+        backend = self.backend
+        spans = split_frames(frames.shape[0], backend.max_frames)
+        window_scores = backend.score_windows([frames[a:b] for a, b in spans])
+        weights = np.array([b - a for a, b in spans], dtype=np.float64)
+        if self.settings.aggregate == "max":
+            scores = window_scores.max(axis=0)
+        else:
+            scores = (weights[:, None] * window_scores).sum(axis=0) / weights.sum()
+        return scores.astype(np.float32), len(spans)
+
+    def _timeline(self, frames: np.ndarray, window_seconds: float) -> tuple[WindowResult, ...]:
+        backend = self.backend
+        per_window = int(min(max(1, round(window_seconds / backend.frame_hop)),
+                             backend.max_frames))
+        starts = range(0, frames.shape[0], per_window)
+        windows = [frames[s:s + per_window] for s in starts]
+        scores = backend.score_windows(windows)
+        results = []
+        for s, window, row in zip(starts, windows, scores, strict=True):
+            start = s * backend.frame_hop
+            end = (s + window.shape[0] - 1) * backend.frame_hop + backend.frame_seconds
+            results.append(WindowResult(start, end, self.rank(row), row))
+        return tuple(results)
+
+    def analyze_frames(self, frames: np.ndarray, duration: float,
+                       timeline_window: float | None = None) -> AnalysisResult:
+        """Scores of per-frame features already computed by the backend."""
+        if frames.shape[0] == 0:
+            raise AudioTooShortError(f"{duration:.3f} s of audio is too short for one "
+                                     f"classification (at least {MIN_AUDIO_SECONDS} s)")
+        scores, n_windows = self._aggregate(frames)
+        timeline = (self._timeline(frames, timeline_window)
+                    if timeline_window is not None else None)
+        return AnalysisResult(duration=duration, frames=int(frames.shape[0]),
+                              windows_classified=n_windows, predictions=self.rank(scores),
+                              scores=scores, timeline=timeline)
+
+    # -- waveforms ------------------------------------------------------------------------
+    def _frames_of_blocks(self, blocks: Iterable[np.ndarray]) -> np.ndarray:
+        parts = list(self.backend.frame_features(blocks))
+        return np.concatenate(parts) if parts else np.zeros((0, 0))
+
+    def analyze(self, waveform: np.ndarray, sample_rate: int,
+                timeline_window: float | None = None) -> AnalysisResult:
+        """A waveform in memory: float in [−1, 1] (or int16), 1-D or (frames, channels)."""
+        data = np.asarray(waveform)
+        if data.dtype == np.int16:
+            data = data / INT16_FULL_SCALE
+        if not np.issubdtype(data.dtype, np.number) or data.ndim not in (1, 2):
+            raise ValueError(f"expected a 1-D or (frames, channels) numeric array, got "
+                             f"{data.dtype} {data.shape}")
+        if not np.isfinite(data).all():
+            raise ValueError("audio contains NaN or infinite samples")
+        mono = data.mean(axis=1) if data.ndim == 2 else data
+        duration = mono.shape[0] / float(sample_rate)
+        target = self.backend.sample_rate
+        if int(sample_rate) != target:
+            from audio.io import StreamResampler
+
+            mono = StreamResampler(int(sample_rate), target).process(mono, final=True)
+        frames = self._frames_of_blocks([mono.astype(np.float32)])
+        return self.analyze_frames(frames, duration, timeline_window)
+
+    def predict(self, waveform: np.ndarray, sample_rate: int) -> tuple[Prediction, ...]:
+        """Ranked predictions of a waveform (what the loop calls for every window)."""
+        return self.analyze(waveform, sample_rate).predictions
+
+    def get_predictions(self, sample_rate: int, data: np.ndarray) -> list[tuple[str, float]]:
+        """The original's method: int16 samples (or floats in [−1, 1]) → [(label, score)]."""
+        return [(p.label, p.score) for p in self.predict(data, sample_rate)]
+
+    def analyze_file(self, path: str | os.PathLike[str],
+                     timeline_window: float | None = None) -> AnalysisResult:
+        """A file of any supported format and length, streamed in blocks (bounded memory).
+
+        Raises ``audio.io.AudioFileError`` subclasses for unusable files.
+        """
+        with open_audio(Path(path), min_seconds=MIN_AUDIO_SECONDS) as reader:
+            duration = reader.duration
+            frames = self._frames_of_blocks(
+                mono_blocks(reader, self.backend.sample_rate, BLOCK_SECONDS))
+        if frames.shape[0] == 0:
+            raise AudioTooShortError(f"{path}: {duration:.3f} s of audio is too short for one "
+                                     f"classification")
+        return self.analyze_frames(frames, duration, timeline_window)

@@ -1,0 +1,95 @@
+"""Sinks of the processing loop: a log line per window, a wav file per window, a callback.
+
+Sinks receive ``audio.events.Event``s on the loop's thread (``audio.events.Sink``).
+Network sinks (web events, DeviceHive, MQTT) live with the daemon and follow the same
+protocol.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from audio.events import Event
+from audio.io import write_wav
+
+logger = logging.getLogger(__name__)
+
+
+class SaveDirectoryError(ValueError):
+    """The directory given to save recordings in does not exist or is not a directory."""
+
+
+def _format(event: Event) -> str:
+    if not event.predictions:
+        return "no class above the threshold"
+    return ", ".join(f"{p.label}: {p.score:.2f}" for p in event.predictions)
+
+
+class LogSink:
+    """Logs ``Predictions: Speech: 0.75, Music: 0.12`` for every window (the original's line)."""
+
+    def __init__(self, log: logging.Logger | None = None, level: int = logging.INFO) -> None:
+        self._log = log or logging.getLogger("audio_analysis.capture")
+        self._level = level
+
+    def handle(self, event: Event) -> None:
+        self._log.log(self._level, "Predictions [%.2f-%.2f s]: %s", event.start, event.end,
+                      _format(event))
+
+    def close(self) -> None:
+        pass
+
+
+def check_save_directory(path: str | os.PathLike[str]) -> Path:
+    """The path as a directory that exists, or ``SaveDirectoryError`` (the original's checks)."""
+    directory = Path(path).expanduser()
+    if not directory.exists():
+        raise SaveDirectoryError(f"save path {directory} does not exist")
+    if not directory.is_dir():
+        raise SaveDirectoryError(f"save path {directory} is not a directory")
+    return directory
+
+
+class WavSaverSink:
+    """Saves each window's audio as ``record_<unix time>.wav`` (16-bit PCM) in a directory.
+
+    The name uses the window's end time, whole seconds, as the original; when two windows
+    end within the same second a ``_1``, ``_2``... suffix keeps both.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = check_save_directory(directory)
+        self.saved: list[Path] = []
+
+    def handle(self, event: Event) -> None:
+        if event.audio is None:
+            logger.debug("event %d carries no audio; nothing to save", event.id)
+            return
+        stem = f"record_{event.timestamp:.0f}"
+        path = self.directory / f"{stem}.wav"
+        suffix = 0
+        while path.exists():
+            suffix += 1
+            path = self.directory / f"{stem}_{suffix}.wav"
+        write_wav(path, event.audio, event.sample_rate)
+        self.saved.append(path)
+        logger.info('"%s" saved.', path)
+
+    def close(self) -> None:
+        pass
+
+
+class CallbackSink:
+    """Calls ``function(event)`` for every event (glue for tests, benchmarks, embedding)."""
+
+    def __init__(self, function: Callable[[Event], None]) -> None:
+        self._function = function
+
+    def handle(self, event: Event) -> None:
+        self._function(event)
+
+    def close(self) -> None:
+        pass

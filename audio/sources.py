@@ -1,0 +1,398 @@
+"""Where the loop's audio comes from: a microphone, a file, a stream of files.
+
+Every source yields ``audio.loop.AudioWindow``s of 16 kHz mono float32 audio on the
+loop's source thread (see ``audio.loop.Source`` for the protocol).
+
+``MicrophoneSource`` reproduces the original's capture semantics without its busy-wait:
+PyAudio is read on a dedicated thread, 0.1 s at a time, into a ring buffer that holds
+``max_time`` seconds. A window is handed over when at least ``min_time`` seconds are
+buffered and the loop asks for one (it is idle), or when ``max_time`` seconds are
+buffered whatever the loop is doing. So while a window is being classified the next one
+keeps recording (nothing is lost), windows are between ``min_time`` and ``max_time``
+long, and if classification ever falls behind by more than the loop's queue, the loop
+drops whole windows and counts them rather than stalling the microphone.
+
+The device is opened at 16 kHz mono int16; when it refuses that rate, at its native
+rate, each window then being resampled to 16 kHz with resampy.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from audio.config import DEFAULT_MAX_TIME, DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
+from audio.io import AudioFileError, mono_blocks, open_audio
+from audio.loop import AudioWindow
+
+logger = logging.getLogger(__name__)
+
+TARGET_RATE = 16000
+CHUNK_SECONDS = 0.1
+AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aiff", ".aif")
+
+
+class SourceError(RuntimeError):
+    """A source cannot start or cannot go on (device missing, no readable files)."""
+
+
+# --------------------------------------------------------------------------------------
+# Microphone
+# --------------------------------------------------------------------------------------
+def _pyaudio() -> Any:
+    try:
+        import pyaudio
+    except ImportError as exc:  # pragma: no cover - pyaudio is in requirements.txt
+        raise SourceError(f"PyAudio is not available ({exc}); install portaudio19-dev and "
+                          f"`pip install pyaudio`") from None
+    return pyaudio
+
+
+def list_input_devices() -> list[dict[str, Any]]:
+    """Input-capable devices: index, name, channels, default rate, and the default flag."""
+    pyaudio = _pyaudio()
+    pa = pyaudio.PyAudio()
+    try:
+        try:
+            default = int(pa.get_default_input_device_info()["index"])
+        except OSError:
+            default = None
+        devices = []
+        for i in range(pa.get_device_count()):
+            info = pa.get_device_info_by_index(i)
+            if int(info.get("maxInputChannels", 0)) > 0:
+                devices.append({"index": i, "name": str(info["name"]),
+                                "channels": int(info["maxInputChannels"]),
+                                "default_sample_rate": float(info["defaultSampleRate"]),
+                                "default": i == default})
+        return devices
+    finally:
+        pa.terminate()
+
+
+def _find_device(pa: Any, device: str | int | None) -> dict[str, Any]:
+    if device is None:
+        try:
+            return dict(pa.get_default_input_device_info())
+        except OSError:
+            raise SourceError("no default input device (list them with --list_devices)") \
+                from None
+    text = str(device).strip()
+    candidates = []
+    for i in range(pa.get_device_count()):
+        info = pa.get_device_info_by_index(i)
+        if int(info.get("maxInputChannels", 0)) < 1:
+            continue
+        if text.isdigit() and i == int(text):
+            return dict(info)
+        if text.casefold() in str(info["name"]).casefold():
+            candidates.append(dict(info))
+    if len(candidates) == 1:
+        return candidates[0]
+    if len(candidates) > 1:
+        names = ", ".join(f"{c['index']}: {c['name']}" for c in candidates)
+        raise SourceError(f"input device {text!r} is ambiguous ({names})")
+    raise SourceError(f"no input device {text!r} (list them with --list_devices)")
+
+
+class _RingBuffer:
+    """Fixed-capacity sample buffer; writing past capacity overwrites the oldest samples."""
+
+    def __init__(self, capacity: int) -> None:
+        self._data = np.zeros(capacity, dtype=np.int16)
+        self._start = 0
+        self.size = 0
+
+    def write(self, samples: np.ndarray) -> int:
+        """Append; returns how many old samples were overwritten."""
+        capacity = self._data.shape[0]
+        samples = samples[-capacity:]
+        n = samples.shape[0]
+        end = (self._start + self.size) % capacity
+        first = min(n, capacity - end)
+        self._data[end:end + first] = samples[:first]
+        self._data[:n - first] = samples[first:]
+        overwritten = max(0, self.size + n - capacity)
+        self.size = min(capacity, self.size + n)
+        self._start = (self._start + overwritten) % capacity
+        return overwritten
+
+    def take(self) -> np.ndarray:
+        """Everything buffered, oldest first; empties the buffer."""
+        idx = (self._start + np.arange(self.size)) % self._data.shape[0]
+        out = self._data[idx]
+        self._start, self.size = 0, 0
+        return out
+
+
+class MicrophoneSource:
+    """PyAudio capture on its own thread; windows of ``min_time``..``max_time`` seconds."""
+
+    realtime = True
+
+    def __init__(self, min_time: float = DEFAULT_MIN_TIME, max_time: float = DEFAULT_MAX_TIME,
+                 device: str | int | None = None, chunk_seconds: float = CHUNK_SECONDS,
+                 name: str = "microphone") -> None:
+        if min_time < MIN_AUDIO_SECONDS or max_time < min_time:
+            raise ValueError(f"need {MIN_AUDIO_SECONDS} s ≤ min_time ≤ max_time, got "
+                             f"{min_time}, {max_time}")
+        self.name = name
+        self.min_time, self.max_time = float(min_time), float(max_time)
+        self.device = device
+        self.chunk_seconds = chunk_seconds
+        self.rate = TARGET_RATE
+        self.device_name = ""
+        self._cond = threading.Condition()
+        self._requested = False
+        self._closed = False
+        self._error: BaseException | None = None
+        self._ring: _RingBuffer | None = None
+        self._captured = 0  # samples captured since open (window positions)
+        self._window_start = 0
+        self._last_chunk_time = 0.0
+        self._reader: threading.Thread | None = None
+        self._opened = threading.Event()
+
+    # -- device -------------------------------------------------------------------------
+    def open(self) -> None:
+        """Open the device and start recording (``windows`` does it when not done)."""
+        if self._reader is not None:
+            return
+        pyaudio = _pyaudio()
+        pa = pyaudio.PyAudio()
+        try:
+            info = _find_device(pa, self.device)
+            index = int(info["index"])
+            stream = None
+            for rate in (TARGET_RATE, round(float(info["defaultSampleRate"]))):
+                try:
+                    stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, input=True,
+                                     input_device_index=index,
+                                     frames_per_buffer=int(rate * self.chunk_seconds))
+                    self.rate = rate
+                    break
+                except (OSError, ValueError) as exc:
+                    logger.info("device %s refuses %d Hz mono int16 (%s)", info["name"], rate,
+                                exc)
+            if stream is None:
+                raise SourceError(f"cannot open input device {info['name']!r} at "
+                                  f"{TARGET_RATE} Hz or its native rate")
+        except BaseException:
+            pa.terminate()
+            raise
+        self.device_name = str(info["name"])
+        self._ring = _RingBuffer(round(self.max_time * self.rate))
+        logger.info("recording from %r (device %d) at %d Hz%s", self.device_name, index,
+                    self.rate, "" if self.rate == TARGET_RATE else " (resampled to 16 kHz)")
+        self._reader = threading.Thread(target=self._read_loop, args=(pa, stream),
+                                        name="microphone-reader", daemon=True)
+        self._reader.start()
+
+    def _read_loop(self, pa: Any, stream: Any) -> None:
+        frames = int(self.rate * self.chunk_seconds)
+        ring = self._ring
+        if ring is None:
+            raise SourceError("the microphone ring buffer is not set up")
+        try:
+            while True:
+                with self._cond:
+                    if self._closed:
+                        break
+                data = stream.read(frames, exception_on_overflow=False)
+                samples = np.frombuffer(data, dtype="<i2")
+                now = time.time()
+                with self._cond:
+                    overwritten = ring.write(samples)
+                    if overwritten:
+                        self._window_start += overwritten
+                        logger.warning("capture buffer full: %d samples (%.2f s) dropped",
+                                       overwritten, overwritten / self.rate)
+                    self._captured += samples.shape[0]
+                    self._last_chunk_time = now
+                    self._cond.notify_all()
+        except Exception as exc:
+            logger.exception("reading the microphone failed")
+            with self._cond:
+                self._error = exc
+                self._cond.notify_all()
+        finally:
+            try:
+                stream.stop_stream()
+                stream.close()
+            finally:
+                pa.terminate()
+
+    # -- Source protocol ----------------------------------------------------------------
+    def request_window(self) -> None:
+        with self._cond:
+            self._requested = True
+            self._cond.notify_all()
+
+    def _ready(self, ring: _RingBuffer) -> bool:
+        buffered = ring.size / self.rate
+        return buffered >= self.max_time or (self._requested and buffered >= self.min_time)
+
+    def windows(self, stop: threading.Event) -> Iterator[AudioWindow]:
+        self.open()
+        ring = self._ring
+        if ring is None:
+            raise SourceError("the microphone is not open")
+        try:
+            while True:
+                with self._cond:
+                    while not (self._closed or stop.is_set() or self._error or self._ready(ring)):
+                        self._cond.wait()
+                    if self._error is not None:
+                        raise SourceError(f"microphone failed: {self._error}")
+                    if self._closed or stop.is_set():
+                        return
+                    start = self._captured - ring.size
+                    samples = ring.take()
+                    self._requested = False
+                    timestamp = self._last_chunk_time
+                audio = samples.astype(np.float32) / np.float32(32768.0)
+                if self.rate != TARGET_RATE:
+                    import resampy
+
+                    audio = resampy.resample(audio, self.rate, TARGET_RATE).astype(np.float32)
+                yield AudioWindow(audio=audio, sample_rate=TARGET_RATE,
+                                  start=start / self.rate,
+                                  end=(start + samples.shape[0]) / self.rate,
+                                  timestamp=timestamp, source=self.name)
+        finally:
+            self.close()
+            if self._reader is not None and self._reader is not threading.current_thread():
+                self._reader.join()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+def expand_audio_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; directories expanded to their audio files (recursively, sorted)."""
+    out: list[Path] = []
+    for item in paths:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            out.extend(sorted(p for p in path.rglob("*")
+                              if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
+        else:
+            out.append(path)
+    return out
+
+
+class FileStreamSource:
+    """Files (or directories of files) played as a stream of fixed-length windows.
+
+    Args:
+      paths: files and/or directories (expanded anew on every pass, so files added to a
+        watched directory are picked up when ``loop`` is True).
+      loop: start again from the first file after the last, forever.
+      realtime: release windows at the pace of the audio (as a microphone would), using
+        ``Event.wait`` so that ``stop`` interrupts the wait at once.
+      window_seconds: window length; a file's last window may be shorter (dropped when
+        under 0.975 s, the shortest classifiable input).
+
+    Unreadable files are logged and skipped. Window times are seconds from the start of
+    their file; ``AudioWindow.source`` is the file's path.
+    """
+
+    def __init__(self, paths: Iterable[str | Path] | str | Path, loop: bool = False,
+                 realtime: bool = False, window_seconds: float = DEFAULT_MIN_TIME,
+                 name: str | None = None) -> None:
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        self.paths = [Path(p) for p in paths]
+        if not self.paths:
+            raise ValueError("FileStreamSource needs at least one path")
+        if window_seconds < MIN_AUDIO_SECONDS:
+            raise ValueError(f"window_seconds must be ≥ {MIN_AUDIO_SECONDS}")
+        self.loop = loop
+        self.realtime = realtime
+        self.window_seconds = float(window_seconds)
+        self.name = name or ", ".join(str(p) for p in self.paths)
+        self._closed = threading.Event()
+        self.files_failed = 0
+
+    def request_window(self) -> None:
+        """Files are always ready: nothing to do."""
+
+    def close(self) -> None:
+        self._closed.set()
+
+    def _stopped(self, stop: threading.Event) -> bool:
+        return stop.is_set() or self._closed.is_set()
+
+    def _file_windows(self, path: Path, stop: threading.Event) -> Iterator[AudioWindow]:
+        size = round(self.window_seconds * TARGET_RATE)
+        minimum = int(np.ceil(MIN_AUDIO_SECONDS * TARGET_RATE))
+        with open_audio(path, min_seconds=MIN_AUDIO_SECONDS) as reader:
+            pending = np.zeros(0, dtype=np.float32)
+            position = 0
+            for block in mono_blocks(reader, TARGET_RATE, block_seconds=self.window_seconds):
+                pending = np.concatenate([pending, block])
+                while pending.shape[0] >= size:
+                    yield self._window(pending[:size], position, path)
+                    position += size
+                    pending = pending[size:]
+                if self._stopped(stop):
+                    return
+            if pending.shape[0] >= minimum:
+                yield self._window(pending, position, path)
+
+    def _window(self, audio: np.ndarray, position: int, path: Path) -> AudioWindow:
+        return AudioWindow(audio=np.ascontiguousarray(audio), sample_rate=TARGET_RATE,
+                           start=position / TARGET_RATE,
+                           end=(position + audio.shape[0]) / TARGET_RATE,
+                           timestamp=time.time(), source=str(path))
+
+    def windows(self, stop: threading.Event) -> Iterator[AudioWindow]:
+        clock_start = time.monotonic()
+        played = 0.0  # seconds of audio released so far (for real-time pacing)
+        while not self._stopped(stop):
+            files = expand_audio_paths(self.paths)
+            delivered = 0
+            for path in files:
+                try:
+                    for window in self._file_windows(path, stop):
+                        if self.realtime:
+                            played += window.end - window.start
+                            delay = clock_start + played - time.monotonic()
+                            if delay > 0 and (stop.wait(delay) or self._closed.is_set()):
+                                return
+                            window = AudioWindow(window.audio, window.sample_rate,
+                                                 window.start, window.end, time.time(),
+                                                 window.source)
+                        delivered += 1
+                        yield window
+                        if self._stopped(stop):
+                            return
+                except AudioFileError as exc:
+                    self.files_failed += 1
+                    logger.warning("skipping %s", exc)
+                if self._stopped(stop):
+                    return
+            if not self.loop:
+                return
+            if delivered == 0:
+                raise SourceError(f"no readable audio in {self.name}")
+
+
+class FileSource(FileStreamSource):
+    """One file as a stream of windows (``FileStreamSource`` of a single path)."""
+
+    def __init__(self, path: str | Path, loop: bool = False, realtime: bool = False,
+                 window_seconds: float = DEFAULT_MIN_TIME) -> None:
+        super().__init__([path], loop=loop, realtime=realtime, window_seconds=window_seconds,
+                         name=str(path))
