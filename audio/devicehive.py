@@ -342,6 +342,10 @@ class DeviceHiveSink:
                 self._uncertain = None
             self._cond.notify_all()
 
+    def report_error(self, message: str) -> None:
+        """Show a problem found outside the sink (e.g. an unusable saved configuration)."""
+        self._set(last_error=message)
+
     def flush(self, timeout: float) -> bool:
         """Wait until nothing is queued or in flight (True) or ``timeout`` passes."""
         deadline = time.monotonic() + timeout

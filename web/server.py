@@ -272,6 +272,8 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed request lines/headers (raised by the base class): plain, escaped, no echo."""
         self.close_connection = True
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # always answer with a status line
         try:
             status = HTTPStatus(code)
         except ValueError:
@@ -298,6 +300,8 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self.app.count("requests")
         try:
+            if self.headers.defects:
+                raise _BadRequest(HTTPStatus.BAD_REQUEST, "malformed headers")
             if not self._host_ok():
                 raise _BadRequest(HTTPStatus.MISDIRECTED_REQUEST
                                   if self.headers.get("Host") else HTTPStatus.BAD_REQUEST,

@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""daemon.py: classify sounds continuously, show them on a local web page, push them to
+DeviceHive.
+
+The microphone (or, with ``--source FILE|DIR``, audio files played in a loop, for headless
+machines and demos) feeds the shared processing loop; every classified window goes to the
+web page's event store and to the DeviceHive sink. The web interface listens on
+http://127.0.0.1:8000 by default: ``/`` configures DeviceHive (saved in the per-user config
+file, applied without a restart), ``/events/`` shows the last predictions live.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from audio.config import (
+    DEFAULT_MAX_TIME,
+    DEFAULT_MIN_TIME,
+    Settings,
+    SettingsError,
+    add_model_arguments,
+)
+from audio.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
+
+logger = logging.getLogger("daemon")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+FLUSH_SECONDS = 10.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="daemon.py",
+        description="Classify sounds continuously from the microphone (or audio files), show "
+                    "them on a local web page and send them to DeviceHive.",
+    )
+    src = parser.add_argument_group("audio")
+    src.add_argument("--source", metavar="FILE|DIR", action="append", default=None,
+                     help="classify these audio files (a directory: its audio files) "
+                          "instead of the microphone; repeatable; played in a loop")
+    src.add_argument("--once", action="store_true",
+                     help="with --source: play the files once, deliver, then exit")
+    src.add_argument("--no_realtime", action="store_true",
+                     help="with --source: classify as fast as possible instead of at the "
+                          "pace of the audio")
+    src.add_argument("--device", default=None,
+                     help="microphone: input device index or name (default: system default)")
+    src.add_argument("--min_time", type=float, default=None, metavar="SECONDS",
+                     help=f"shortest window to classify (default {DEFAULT_MIN_TIME:g}); with "
+                          f"--source, the window length")
+    src.add_argument("--max_time", type=float, default=None, metavar="SECONDS",
+                     help=f"longest microphone window (default {DEFAULT_MAX_TIME:g})")
+    add_model_arguments(parser)
+    web = parser.add_argument_group("web interface")
+    web.add_argument("--host", default=DEFAULT_HOST,
+                     help=f"address to listen on (default {DEFAULT_HOST}; anything else "
+                          f"exposes the page to the network)")
+    web.add_argument("--port", type=int, default=DEFAULT_PORT,
+                     help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    web.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
+                     help="extra Host header name the page answers to (DNS-rebinding "
+                          "protection refuses others); repeatable")
+    web.add_argument("--config", metavar="PATH", default=None,
+                     help="configuration file (env AUDIO_ANALYSIS_CONFIG; default "
+                          "$XDG_CONFIG_HOME/audio-analysis/config.json)")
+    dh = parser.add_argument_group("DeviceHive (flags override the saved configuration "
+                                   "for this run)")
+    dh.add_argument("--dh_url", metavar="URL",
+                    help="server: ws(s)://host/api/websocket or http(s)://host/api/rest")
+    dh.add_argument("--dh_refresh_token", metavar="TOKEN")
+    dh.add_argument("--dh_access_token", metavar="TOKEN")
+    dh.add_argument("--dh_login", metavar="LOGIN")
+    dh.add_argument("--dh_password", metavar="PASSWORD")
+    dh.add_argument("--dh_device_id", metavar="ID", help="letters, digits and dashes")
+    dh.add_argument("--dh_notification", metavar="NAME", default=None,
+                    help=f"notification name (default {DEFAULT_NOTIFICATION_NAME})")
+    dh.add_argument("--dh_legacy_format", action="store_true",
+                    help="send what the original sent: the JSON list of [label, score] as "
+                         "the notification name, no parameters")
+    dh.add_argument("--dh_queue_size", type=int, default=DEFAULT_QUEUE_SIZE, metavar="N",
+                    help=f"notifications kept while the server is unreachable (default "
+                         f"{DEFAULT_QUEUE_SIZE}; the oldest are dropped beyond)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parser
+
+
+def _fail(message: str) -> int:
+    print(f"daemon.py: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("daemon").setLevel(logging.INFO)
+
+    from audio.devicehive import DeviceHiveConfigError, DeviceHiveSink
+    from web.config import ConfigError, default_config_path, load_config
+    from web.server import (
+        EventStore,
+        WebApp,
+        WebServer,
+        allowed_hosts_for,
+        is_loopback,
+    )
+
+    if not 0 <= args.port <= 65535:
+        return _fail(f"--port must be in 0..65535, got {args.port}")
+    if args.dh_queue_size < 1:
+        return _fail("--dh_queue_size must be at least 1")
+    if args.once and not args.source:
+        return _fail("--once needs --source")
+    try:
+        settings = Settings.from_args(args)
+    except SettingsError as error:
+        return _fail(str(error))
+    sources = [Path(p).expanduser() for p in args.source or []]
+    for path in sources:
+        if not path.exists():
+            return _fail(f"--source {path}: no such file or directory")
+
+    config_path = Path(args.config).expanduser() if args.config else default_config_path()
+    try:
+        stored = load_config(config_path)
+    except ConfigError as error:
+        return _fail(str(error))
+    overrides = {"server_url": args.dh_url, "refresh_token": args.dh_refresh_token,
+                 "access_token": args.dh_access_token, "device_id": args.dh_device_id,
+                 "login": args.dh_login, "password": args.dh_password,
+                 "notification_name": args.dh_notification,
+                 "legacy_format": True if args.dh_legacy_format else None}
+    config = stored.merged(overrides)
+    config_error = None
+    try:
+        dh_settings = config.devicehive_settings()
+    except DeviceHiveConfigError as error:
+        if any(v for k, v in overrides.items() if k != "legacy_format"):
+            return _fail(str(error))  # the flags of this run are wrong: say so now
+        config_error = f"saved configuration unusable: {error}"
+        dh_settings = None
+    sink = DeviceHiveSink(dh_settings, queue_size=args.dh_queue_size)
+    if config_error:
+        sink.report_error(config_error)
+
+    store = EventStore()
+    state: dict[str, Any] = {"loop": None, "phase": "loading models"}
+
+    def on_config(new_config: Any) -> None:
+        sink.reconfigure(new_config.devicehive_settings())
+
+    def loop_status() -> dict[str, Any]:
+        loop = state["loop"]
+        stats = loop.stats() if loop is not None else {}
+        return {"state": state["phase"], **stats}
+
+    def capture_status() -> dict[str, Any]:
+        if sources:
+            return {"kind": "files", "paths": [str(p) for p in sources],
+                    "looping": not args.once, "realtime": not args.no_realtime}
+        return {"kind": "microphone", "device": args.device}
+
+    app = WebApp(store, config=config, config_path=config_path, on_config=on_config,
+                 status_sources={"loop": loop_status, "capture": capture_status,
+                                 "devicehive": sink.status},
+                 allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
+    try:
+        server = WebServer((args.host, args.port), app)
+    except OSError as error:
+        sink.close(timeout=0)
+        return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
+    if not is_loopback(args.host):
+        logger.warning("listening on %s: the page is reachable from the network; it has no "
+                       "login, so anyone who can reach it can change the DeviceHive settings",
+                       args.host)
+    server.start()
+    host, port = server.server_address[:2]
+    print(f"daemon.py: web interface on http://{host}:{port}/ (config {config_path})",
+          file=sys.stderr, flush=True)
+
+    try:
+        return _run(args, settings, sources, state, store, sink)
+    finally:
+        server.stop()
+
+
+def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
+         state: dict[str, Any], store: Any, sink: Any) -> int:
+    from audio.loop import ProcessingLoop
+    from audio.models import MissingModelFilesError
+    from audio.pipeline import WavProcessor
+    from audio.sources import FileStreamSource, MicrophoneSource, SourceError
+
+    try:
+        processor = WavProcessor(settings).load()
+    except MissingModelFilesError as error:
+        sink.close(timeout=0)
+        return _fail(str(error))
+    except Exception as error:  # e.g. a corrupt checkpoint: one line, not a traceback
+        sink.close(timeout=0)
+        return _fail(f"cannot load the models: {error}")
+    try:
+        if sources:
+            source: Any = FileStreamSource(sources, loop=not args.once,
+                                           realtime=not args.no_realtime,
+                                           window_seconds=settings.min_time)
+        else:
+            source = MicrophoneSource(settings.min_time, settings.max_time, device=args.device)
+    except (ValueError, SourceError) as error:
+        processor.close()
+        sink.close(timeout=0)
+        return _fail(str(error))
+    loop = ProcessingLoop(source, processor, [store, _FlushingSink(sink, FLUSH_SECONDS)])
+    state["loop"] = loop
+    state["phase"] = "running"
+    try:
+        loop.run()  # SIGINT/SIGTERM stop it; the queue is drained, the sinks closed
+    finally:
+        state["phase"] = "stopped"
+        processor.close()
+    error = loop.stats().get("source_error")
+    if error:
+        print(f"daemon.py: error: audio source failed: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+class _FlushingSink:
+    """Closes the DeviceHive sink with a delivery grace period (the loop calls close())."""
+
+    def __init__(self, sink: Any, grace: float) -> None:
+        self._sink = sink
+        self._grace = grace
+
+    def handle(self, event: Any) -> None:
+        self._sink.handle(event)
+
+    def close(self) -> None:
+        if not self._sink.flush(self._grace):
+            logger.warning("DeviceHive: %d notifications not delivered at exit",
+                           self._sink.status()["queued"])
+        self._sink.close(timeout=0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
