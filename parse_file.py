@@ -143,17 +143,6 @@ def _event_intervals(result: Any, index: int, threshold: float) -> list[tuple[fl
     return intervals
 
 
-def _model_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning "the model files are missing or unusable" (exit code 1)."""
-    from audio.models import MissingModelFilesError
-    from vggish.model import CheckpointError
-    from vggish.postprocess import PCAParamsError
-    from yt8m.inference import BundleError, BundleNotFoundError
-
-    return (MissingModelFilesError, CheckpointError, PCAParamsError, BundleError,
-            BundleNotFoundError)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -165,6 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
+    from audio.backends import model_file_errors
     from audio.io import AudioFileError
     from audio.pipeline import WavProcessor
 
@@ -172,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                      args.timeline, sys.stdout)
     need_windows = args.timeline or args.count is not None
     status = EXIT_OK
-    model_errors = _model_errors()
+    model_errors = model_file_errors()
     with WavProcessor(settings) as processor:
         count_index: int | None = None
         for path in args.files:

@@ -192,6 +192,20 @@ class VGGishBackend:
         self._bundle = None
 
 
+def model_file_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions meaning "the model files are missing or unusable" (the scripts' exit 1).
+
+    Imported lazily: the modules that define them are light, but only needed on failure.
+    """
+    from audio.models import MissingModelFilesError
+    from vggish.model import CheckpointError
+    from vggish.postprocess import PCAParamsError
+    from yt8m.inference import BundleError, BundleNotFoundError
+
+    return (MissingModelFilesError, CheckpointError, PCAParamsError, BundleError,
+            BundleNotFoundError)
+
+
 def create_backend(settings: Settings) -> Backend:
     """The backend named by ``settings.backend`` (not yet loaded)."""
     if settings.backend == "vggish":

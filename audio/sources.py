@@ -42,6 +42,10 @@ class SourceError(RuntimeError):
     """A source cannot start or cannot go on (device missing, no readable files)."""
 
 
+class DeviceNotFoundError(SourceError):
+    """``--device`` names no input device, or several."""
+
+
 # --------------------------------------------------------------------------------------
 # Microphone
 # --------------------------------------------------------------------------------------
@@ -97,8 +101,8 @@ def _find_device(pa: Any, device: str | int | None) -> dict[str, Any]:
         return candidates[0]
     if len(candidates) > 1:
         names = ", ".join(f"{c['index']}: {c['name']}" for c in candidates)
-        raise SourceError(f"input device {text!r} is ambiguous ({names})")
-    raise SourceError(f"no input device {text!r} (list them with --list_devices)")
+        raise DeviceNotFoundError(f"input device {text!r} is ambiguous ({names})")
+    raise DeviceNotFoundError(f"no input device {text!r} (list them with --list_devices)")
 
 
 class _RingBuffer:

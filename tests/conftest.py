@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.fixtures_vggish",
     "tests.fixtures_daemon",
     "tests.fixtures_frontend",
+    "tests.fixtures_audio",
 ]
 
 

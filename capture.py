@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""Capture audio from a microphone and log what it hears, window after window.
+
+    python capture.py [--min_time 5] [--max_time 7] [-s DIR] [--device N|NAME]
+                      [--list_devices] [--model ...] [--top_k N] [--threshold P]
+
+Windows of ``min_time``..``max_time`` seconds (the original's semantics) are recorded on
+their own thread while the previous one is being classified; each window's predictions
+are logged (``Predictions [start-end s]: Speech: 0.75, ...``) and, with ``--save_path``,
+the window is saved as ``record_<unix time>.wav``. Ctrl-C or SIGTERM finishes the windows
+already captured, then exits with code 0.
+
+Exit codes: 0 normal end; 1 model files missing/broken or the device failed; 2 usage
+error (bad save path, unknown device, bad times).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from audio.config import (
+    DEFAULT_MAX_TIME,
+    DEFAULT_MIN_TIME,
+    Settings,
+    SettingsError,
+    add_model_arguments,
+)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+logger = logging.getLogger("audio_analysis.capture")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="capture.py",
+                                     description="Capture and process audio from a microphone")
+    parser.add_argument("--min_time", type=float, default=None, metavar="SECONDS",
+                        help=f"minimum capture time of a window (default {DEFAULT_MIN_TIME:g})")
+    parser.add_argument("--max_time", type=float, default=None, metavar="SECONDS",
+                        help=f"maximum capture time of a window (default {DEFAULT_MAX_TIME:g})")
+    parser.add_argument("-s", "--save_path", metavar="DIR", default=None,
+                        help="save every processed window as DIR/record_<unix time>.wav")
+    parser.add_argument("--device", metavar="INDEX_OR_NAME", default=None,
+                        help="input device (index or part of its name; default: the system's "
+                             "default input)")
+    parser.add_argument("--list_devices", action="store_true",
+                        help="list the input devices and exit")
+    add_model_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def _list_devices() -> int:
+    from audio.sources import SourceError, list_input_devices
+
+    try:
+        devices = list_input_devices()
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    if not devices:
+        print("no input devices found")
+    for d in devices:
+        mark = "*" if d["default"] else " "
+        print(f"{mark} {d['index']:3d}  {d['name']}  ({d['channels']} ch, "
+              f"{d['default_sample_rate']:g} Hz)")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.list_devices:
+        return _list_devices()
+    try:
+        settings = Settings.from_args(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    from audio.sinks import LogSink, SaveDirectoryError, WavSaverSink
+
+    sinks: list = []
+    if settings.save_path is not None:
+        try:
+            sinks.append(WavSaverSink(settings.save_path))
+        except SaveDirectoryError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    sinks.append(LogSink(logger))
+
+    from audio.backends import model_file_errors
+    from audio.loop import ProcessingLoop
+    from audio.pipeline import WavProcessor
+    from audio.sources import DeviceNotFoundError, MicrophoneSource, SourceError
+
+    processor = WavProcessor(settings)
+    try:
+        # Models first: the microphone starts only when windows can be classified.
+        processor.load()
+    except model_file_errors() as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    source = MicrophoneSource(settings.min_time, settings.max_time, device=settings.device)
+    try:
+        source.open()
+    except SourceError as exc:
+        processor.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, DeviceNotFoundError) else EXIT_FAILURE
+    loop = ProcessingLoop(source, processor, sinks)
+    logger.info("Start recording (windows of %g-%g s); Ctrl-C to stop.", settings.min_time,
+                settings.max_time)
+    try:
+        loop.run()
+    finally:
+        processor.close()
+    stats = loop.stats()
+    logger.info("Stopped: %d windows processed, %d dropped, %d errors.",
+                stats["windows_processed"], stats["windows_dropped"], stats["errors"])
+    return EXIT_FAILURE if stats["source_error"] else EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
