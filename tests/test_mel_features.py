@@ -83,6 +83,8 @@ def test_hertz_to_mel_htk() -> None:
     assert mels.shape == (4,)
     assert mels[2] == pytest.approx(1127.0 * math.log(2.0))
     assert np.all(np.diff(mels) > 0)
+    np.testing.assert_array_equal(mf.hertz_to_mel([0.0, 700.0]), mels[[0, 2]])
+    assert isinstance(mf.hertz_to_mel(1000), np.floating)
 
 
 # --- spectrogram_to_mel_matrix ----------------------------------------------------------

@@ -175,6 +175,7 @@ def test_non_finite_samples_raise(bad: float) -> None:
     (np.zeros(1000, dtype=complex), 16000, "real numbers"),
     (np.array(["a", "b"]), 16000, "real numbers"),
     (np.zeros((1000, 0)), 16000, "no channels"),
+    (np.zeros((2, 48000)), 16000, r"looks like \(channels, frames\)"),
     (np.zeros(1000), 0, "sample_rate"),
     (np.zeros(1000), -16000, "sample_rate"),
     (np.zeros(1000), float("nan"), "sample_rate"),
@@ -263,3 +264,17 @@ def test_matches_google_reference(name: str, frontend_reference: dict[str, np.nd
     max_diff64 = float(np.max(np.abs(log_mel - expected)))
     record_property("max_abs_diff_float64", max_diff64)
     assert max_diff64 <= 1e-9, f"{name}: float64 max abs diff {max_diff64:.3g}"
+
+
+def test_reference_script_reports_a_missing_checkout(tmp_path: Path, project_root: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, str(project_root / "scripts" / "make_frontend_reference.py"),
+         "--reference-dir", str(tmp_path), "--output", str(tmp_path / "out.npz")],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no mel_features.py")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out.npz").exists()

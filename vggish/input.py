@@ -37,6 +37,10 @@ INT16_FULL_SCALE = 32768.0
 """int16 PCM → float: divide by 2¹⁵, so that full scale maps to [−1, +1)."""
 
 
+_MAX_CHANNELS = 64
+"""More channels than this (and than frames) means a transposed array, not real audio."""
+
+
 class WavFormatError(ValueError):
     """The file is not a readable WAV file with signed 16-bit PCM samples."""
 
@@ -57,6 +61,10 @@ def _mono_float64(data: object) -> np.ndarray:
     if array.ndim == 2:
         if array.shape[1] == 0:
             raise ValueError(f"audio of shape {array.shape} has no channels")
+        if array.shape[1] > _MAX_CHANNELS and array.shape[1] > array.shape[0]:
+            # Averaging 48000 "channels" of 2 "frames" would silently give no example.
+            raise ValueError(f"audio of shape {array.shape} looks like (channels, frames); "
+                             f"expected (frames, channels): transpose it")
         return array.mean(axis=1, dtype=np.float64)
     raise ValueError(f"audio must be 1-D (mono) or 2-D (frames, channels), got shape "
                      f"{array.shape}")

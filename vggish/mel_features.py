@@ -188,14 +188,15 @@ def stft_magnitude(signal: np.ndarray, fft_length: int, hop_length: int | None =
     return result
 
 
-def hertz_to_mel(frequencies_hertz: float | np.ndarray) -> float | np.ndarray:
+def hertz_to_mel(frequencies_hertz: float | np.ndarray) -> np.floating | np.ndarray:
     """Frequencies in Hz to the HTK mel scale: ``1127 · ln(1 + f / 700)``.
 
     HTK's constant 1127 (= 1000 / ln(1 + 1000/700), rounded) makes 1000 Hz map to
     ≈ 1000 mel; VGGish's filterbank is linear on this scale, not Slaney's.
-    Accepts a scalar or an array and returns the same kind.
+    Accepts a scalar, a sequence or an array; a scalar gives a numpy float64 scalar.
     """
-    return _MEL_HIGH_FREQUENCY_Q * np.log(1.0 + (frequencies_hertz / _MEL_BREAK_FREQUENCY_HERTZ))
+    frequencies = np.asarray(frequencies_hertz, dtype=np.float64)
+    return _MEL_HIGH_FREQUENCY_Q * np.log(1.0 + (frequencies / _MEL_BREAK_FREQUENCY_HERTZ))
 
 
 def _check_mel_args(num_mel_bins: object, num_spectrogram_bins: object,
