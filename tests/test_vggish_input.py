@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,24 @@ def test_examples_are_consecutive_log_mel_patches(rng: np.random.Generator) -> N
     assert examples.shape == (5, 96, 64)
     for k in range(5):
         np.testing.assert_array_equal(examples[k], log_mel[96 * k:96 * (k + 1)].astype(np.float32))
+
+
+def test_memory_stays_near_the_output_size(rng: np.random.Generator) -> None:
+    # 5 minutes: a full-length complex spectrogram would be 30000 × 257 × 16 B ≈ 118 MB and
+    # a float64 log-mel 15 MB; the chunked front end needs the float32 output (7 MB) plus
+    # a few MB of per-chunk scratch.
+    import tracemalloc
+
+    signal = rng.random(16000 * 300) - 0.5
+    waveform_to_examples(signal[:48000], RATE)  # build the cached mel matrix first
+    tracemalloc.start()
+    try:
+        examples = waveform_to_examples(signal, RATE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert examples.shape == (312, 96, 64)
+    assert peak < examples.nbytes + 6 * 2**20, f"peak {peak / 2**20:.1f} MiB"
 
 
 def test_overlapping_examples_with_other_params(rng: np.random.Generator) -> None:
@@ -267,9 +287,6 @@ def test_matches_google_reference(name: str, frontend_reference: dict[str, np.nd
 
 
 def test_reference_script_reports_a_missing_checkout(tmp_path: Path, project_root: Path) -> None:
-    import subprocess
-    import sys
-
     result = subprocess.run(
         [sys.executable, str(project_root / "scripts" / "make_frontend_reference.py"),
          "--reference-dir", str(tmp_path), "--output", str(tmp_path / "out.npz")],
