@@ -1,0 +1,170 @@
+"""Export trained runs as a self-contained classifier bundle (``python -m yt8m.export``).
+
+    python -m yt8m.export --train_dir=runs/attention_s1 --train_dir=runs/attention_s2 \\
+        --name=audioset-attention-v1 \\
+        --eval_data_pattern='../shared/data/audioset_v1_embeddings/eval/*.tfrecord'
+
+Several ``--train_dir`` make an ensemble (scores averaged); they must share the input
+contract. The bundle (``models_dir()/<name>/`` or ``--output_dir``) gets ``config.json``,
+``member_<i>.weights.h5``, ``labels.csv`` (derived from AudioSet's
+``class_labels_indices.csv``), ``provenance.json`` (the export command, and each
+member's training provenance), and ``metrics.json``: the bundle is loaded back exactly as
+the application loads it and evaluated on ``--eval_data_pattern``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+LABELS_CSV_NAME = "class_labels_indices.csv"
+
+
+class ExportError(RuntimeError):
+    """The runs cannot be exported (missing files, mismatching contracts, too big)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m yt8m.export",
+                                description="Write a classifier bundle from training runs.")
+    p.add_argument("--train_dir", action="append", required=True,
+                   help="a finished yt8m.train directory; repeat for an ensemble")
+    p.add_argument("--name", required=True, help="bundle name (directory name)")
+    p.add_argument("--output_dir", default=None,
+                   help="bundle directory (default: <models dir>/<name>)")
+    p.add_argument("--eval_data_pattern", required=True,
+                   help="eval TFRecords: the bundle's metrics.json is computed on them")
+    p.add_argument("--labels_csv", default=None,
+                   help=f"AudioSet {LABELS_CSV_NAME} (default: beside the eval split's folder)")
+    p.add_argument("--max_size_mb", type=float, default=20.0)
+    p.add_argument("--data_cache_dir", default=None, help="decoded-data cache for the eval")
+    p.add_argument("--force", action="store_true", help="replace an existing bundle")
+    return p
+
+
+def _default_labels_csv(pattern: str) -> Path:
+    first = pattern.split(",")[0]
+    folder = Path(first).expanduser().parent
+    for candidate in (folder / LABELS_CSV_NAME, folder.parent / LABELS_CSV_NAME):
+        if candidate.is_file():
+            return candidate
+    raise ExportError(f"{LABELS_CSV_NAME} not found beside {folder}; pass --labels_csv")
+
+
+def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
+    from yt8m import provenance
+    from yt8m.eval import evaluate_predictor
+    from yt8m.inference import (
+        CONFIG_FILE,
+        LABELS_FILE,
+        METRICS_FILE,
+        PROVENANCE_FILE,
+        load_bundle,
+        write_labels,
+    )
+    from yt8m.paths import models_dir
+    from yt8m.train import BEST_WEIGHTS, FLAGS_FILE
+    from yt8m.train import PROVENANCE_FILE as RUN_PROVENANCE
+
+    dest = Path(args.output_dir).expanduser() if args.output_dir else models_dir() / args.name
+    if dest.exists() and not args.force:
+        raise ExportError(f"{dest} exists (use --force to replace it)")
+    labels_csv = Path(args.labels_csv) if args.labels_csv else _default_labels_csv(
+        args.eval_data_pattern)
+    runs = [Path(d).expanduser() for d in args.train_dir]
+    configs, run_provenance = [], []
+    for d in runs:
+        for f in (d / FLAGS_FILE, d / BEST_WEIGHTS):
+            if not f.is_file():
+                raise ExportError(f"{f} not found: is {d} a finished training run?")
+        configs.append(json.loads((d / FLAGS_FILE).read_text(encoding="utf-8"))["config"])
+        prov = d / RUN_PROVENANCE
+        run_provenance.append(json.loads(prov.read_text(encoding="utf-8"))
+                              if prov.is_file() else None)
+    base = configs[0]
+    for d, c in zip(runs, configs, strict=True):
+        if c["input"] != base["input"] or c["num_classes"] != base["num_classes"]:
+            raise ExportError(f"{d}: input contract/classes differ from {runs[0]}")
+    config: dict[str, Any] = {
+        "name": args.name,
+        "format_version": FORMAT_VERSION,
+        "num_classes": base["num_classes"],
+        "input": base["input"],
+        "members": [],
+    }
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{args.name}.", dir=dest.parent))
+    try:
+        for i, (d, c) in enumerate(zip(runs, configs, strict=True)):
+            weights = f"member_{i}.weights.h5"
+            shutil.copyfile(d / BEST_WEIGHTS, tmp / weights)
+            config["members"].append({**c["members"][0], "weights": weights,
+                                      "train_dir": d.name})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+        n_labels = write_labels(labels_csv, tmp / LABELS_FILE)
+        if n_labels != config["num_classes"]:
+            raise ExportError(f"{labels_csv}: {n_labels} labels for {config['num_classes']} "
+                              f"classes")
+        bundle = load_bundle(tmp)
+        metrics = evaluate_predictor(bundle, args.eval_data_pattern,
+                                     cache_dir=args.data_cache_dir)
+        (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n",
+                                        encoding="utf-8")
+        prov = {
+            "export_command": ["python", "-m", "yt8m.export",
+                               *(argv if argv is not None else sys.argv[1:])],
+            "date": provenance.now(),
+            "git": provenance.git_commit(),
+            "machine": provenance.machine(),
+            "labels_csv": {"file": labels_csv.name,
+                           **provenance.files_digest([str(labels_csv)])},
+            "eval_data": {"pattern": args.eval_data_pattern,
+                          **provenance.files_digest(_expand(args.eval_data_pattern))},
+            "members": run_provenance,
+        }
+        (tmp / PROVENANCE_FILE).write_text(json.dumps(prov, indent=2) + "\n", encoding="utf-8")
+        size = sum(f.stat().st_size for f in tmp.iterdir())
+        if size > args.max_size_mb * 1e6:
+            raise ExportError(f"bundle is {size / 1e6:.1f} MB > --max_size_mb={args.max_size_mb}")
+        os.chmod(tmp, 0o755)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _expand(pattern: str) -> list[str]:
+    from yt8m.reader import expand_pattern
+
+    return expand_pattern(pattern)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from yt8m.eval import format_table
+    from yt8m.inference import METRICS_FILE, BundleError
+    from yt8m.reader import ReaderError
+
+    try:
+        dest = export(args, argv)
+    except (ExportError, BundleError, ReaderError, FileNotFoundError, ValueError,
+            OSError) as exc:
+        print(f"yt8m.export: error: {exc}", file=sys.stderr)
+        return 2
+    metrics = json.loads((dest / METRICS_FILE).read_text(encoding="utf-8"))
+    size = sum(f.stat().st_size for f in dest.iterdir())
+    print(format_table(metrics, f"bundle {dest} ({size / 1e6:.2f} MB)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
