@@ -3,8 +3,11 @@ a way to make loop events without running a model."""
 
 from __future__ import annotations
 
+import csv
+import json
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +38,33 @@ def make_event() -> Callable[..., Event]:
                      source="test")
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped classifier bundle; while none is shipped, a random-weight FrameLevelLogisticModel
+    bundle in the same format (the daemon tests check content and format, not labels)."""
+    from yt8m.inference import resolve_bundle_path
+
+    shipped = resolve_bundle_path(None)
+    if (shipped / "config.json").is_file():
+        return shipped
+    from yt8m.models import build_model
+
+    path = tmp_path_factory.mktemp("bundle") / "random-logistic"
+    path.mkdir()
+    labels = ["Speech", "Music", "Dog", "Siren", "Silence", "Vehicle", "Bird", "Water"]
+    model = build_model("FrameLevelLogisticModel", len(labels))
+    model.save_weights(str(path / "member_0.weights.h5"))
+    (path / "config.json").write_text(json.dumps({
+        "name": "random-logistic", "num_classes": len(labels),
+        "members": [{"model": "FrameLevelLogisticModel", "hparams": {},
+                     "weights": "member_0.weights.h5"}],
+        "input": {"dequantize": True, "l2_normalize": False, "max_frames": 300,
+                  "feature_size": 128}}))
+    with open(path / "labels.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "mid", "display_name"])
+        for i, label in enumerate(labels):
+            writer.writerow([i, f"/m/test{i}", label])
+    return path

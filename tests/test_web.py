@@ -309,6 +309,8 @@ def test_status_shows_devicehive_error_without_secret(tmp_path, dh_server):
         status = s.get_json("/api/status")
         assert "401" in status["devicehive"]["last_error"]
         assert SECRET not in json.dumps(status)
+        _, _, page = s.request("GET", "/")
+        assert b"Last error: " in page and b"401" in page and SECRET.encode() not in page
     finally:
         s.close()
         sink.close(timeout=0)

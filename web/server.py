@@ -379,6 +379,8 @@ class Handler(BaseHTTPRequestHandler):
                               if k in ("server_url", "device_id")}}
         query = parse_qs(urlsplit(self.path).query)
         notice = "Saved; reconnecting." if query.get("saved") and not error else ""
+        dh = self.app.status()["devicehive"]
+        dh_error = f"Last error: {dh['last_error']}" if dh.get("last_error") else ""
         self._send(status, self.app.render(
             "config", "DeviceHive configuration",
             server_url=shown["server_url"], device_id=shown["device_id"],
@@ -387,6 +389,8 @@ class Handler(BaseHTTPRequestHandler):
             config_path=str(self.app.config_path or "(not saved: no config file)"),
             error=error, error_class="error" if error else "error hidden",
             notice=notice, notice_class="notice" if notice else "notice hidden",
+            dh_state=str(dh.get("state", "unknown")), dh_error=dh_error,
+            dh_error_class="error" if dh_error else "error hidden",
             csrf=self.app.csrf_token), "text/html; charset=utf-8")
 
     def _stream(self, query: dict[str, list[str]]) -> None:

@@ -1,0 +1,241 @@
+"""daemon.py as a subprocess, end to end: real models (fixture VGGish weights), a real wav
+looped at real-time pace, the real web server and the DeviceHive test server."""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.dh_server import DeviceHiveTestServer
+
+ROOT = Path(__file__).resolve().parent.parent
+DAEMON = ROOT / "daemon.py"
+WAV = ROOT / "examples" / "speech.wav"
+DEVICE = "audio-e2e-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    def __init__(self, tmp_path: Path, models: list[str], *args: str) -> None:
+        self.port = _free_port()
+        self.config = tmp_path / "config.json"
+        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+               "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+        env.pop("AUDIO_ANALYSIS_CONFIG", None)
+        self.log = tmp_path / "daemon.log"
+        self._log_fh = open(self.log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, str(DAEMON), "--source", str(WAV), "--min_time", "1",
+             "--port", str(self.port), "--config", str(self.config), "--top_k", "3",
+             "--threshold", "0", *models, *args],
+            cwd=ROOT, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"daemon exited: {self.log.read_text()[-2000:]}")
+            try:
+                if self.get_json("/healthz")["status"] == "ok":
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("daemon did not start")
+
+    def request(self, method: str, path: str, body: str | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def get_json(self, path: str) -> dict:
+        status, body = self.request("GET", path)
+        assert status == 200, body
+        return json.loads(body)
+
+    def wait(self, predicate, timeout: float, what: str) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.get_json("/api/status")
+            if predicate(status):
+                return status
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}: {status}")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log_fh.close()
+        return self.proc.returncode
+
+
+@pytest.fixture(scope="module")
+def model_args(vggish_checkpoint, pca_params_file, classifier_bundle) -> list[str]:
+    return ["--vggish_checkpoint", str(vggish_checkpoint), "--pca_params",
+            str(pca_params_file), "--model", str(classifier_bundle)]
+
+
+def _assert_notifications_match_events(server: DeviceHiveTestServer, daemon: Daemon) -> int:
+    """Every event the daemon produced arrived exactly once, in order, with its content."""
+    events = list(reversed(daemon.get_json("/api/events?limit=1000")["events"]))
+    notes = server.device_notifications(DEVICE)
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    # The daemon may have produced a few more events than were delivered so far.
+    assert len(notes) <= len(events) and len(notes) >= len(events) - 3
+    for event, note in zip(events, notes, strict=False):
+        assert note["notification"] == "audio_analysis"
+        params = note["parameters"]
+        assert params["predictions"] == event["predictions"]
+        assert len(params["predictions"]) == 3
+        assert all(set(p) == {"label", "score"} and 0 <= p["score"] <= 1
+                   for p in params["predictions"])
+        assert params["window"] == {"start": round(event["start"], 3),
+                                    "end": round(event["end"], 3)}
+        assert abs(int(note["timestamp"][-3:]) - int(event["timestamp"] * 1000) % 1000) <= 1
+        assert params["timestamp"] == note["timestamp"]
+    return len(notes)
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_websocket_every_prediction_arrives_across_an_outage(tmp_path, model_args, dh_server):
+    _, refresh = dh_server.issue_tokens()
+    daemon = Daemon(tmp_path, model_args, "--dh_url", dh_server.ws_url,
+                    "--dh_refresh_token", refresh, "--dh_device_id", DEVICE)
+    try:
+        assert dh_server.wait_for(lambda s: len(s.device_notifications(DEVICE)) >= 3, 60)
+        assert dh_server.devices[DEVICE]["name"] == DEVICE  # put_device registered it
+        assert ("websocket", "device/save") in dh_server.requests
+        # Outage for several 1 s windows; the loop keeps classifying meanwhile.
+        before = daemon.get_json("/api/status")["events"]["total"]
+        dh_server.stop()
+        daemon.wait(lambda s: s["events"]["total"] >= before + 4
+                    and s["devicehive"]["state"] != "connected", 30, "events during the outage")
+        status = daemon.get_json("/api/status")
+        assert status["devicehive"]["queued"] >= 3 and status["devicehive"]["last_error"]
+        dh_server.start()
+        daemon.wait(lambda s: s["devicehive"]["state"] == "connected"
+                    and s["devicehive"]["queued"] == 0, 30, "delivery after the restart")
+        sent = _assert_notifications_match_events(dh_server, daemon)
+        assert sent >= before + 4
+        assert daemon.get_json("/api/status")["devicehive"]["dropped"] == 0
+        assert refresh not in daemon.log.read_text()
+    finally:
+        code = daemon.stop()
+    assert code == 0
+    # Shutdown flushed: what the loop produced was delivered, once each, in order.
+    notes = dh_server.device_notifications(DEVICE)
+    starts = [n["parameters"]["window"]["start"] for n in notes]
+    stamps = [n["timestamp"] for n in notes]
+    assert stamps == sorted(set(stamps))
+    # consecutive windows of the looped file: the next second, or the file starting over
+    assert all(b in (a + 1.0, 0.0) for a, b in itertools.pairwise(starts))
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_rest_wrong_token_shows_error_then_page_fix_reconnects(tmp_path, model_args,
+                                                                dh_server):
+    bad = "not-a-valid-token"
+    daemon = Daemon(tmp_path, model_args, "--dh_url", dh_server.rest_url,
+                    "--dh_refresh_token", bad, "--dh_device_id", DEVICE)
+    try:
+        status = daemon.wait(lambda s: s["devicehive"]["last_error"], 30, "the auth error")
+        assert "401" in status["devicehive"]["last_error"]
+        assert status["devicehive"]["state"] in ("disconnected", "connecting")
+        code, page = daemon.request("GET", "/")
+        assert code == 200 and b"401" in page and bad.encode() not in page
+        # Fix it in the page (CSRF token + same origin), no restart.
+        csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+        _, refresh = dh_server.issue_tokens()
+        code, _ = daemon.request("POST", "/config", urlencode({
+            "csrf_token": csrf, "server_url": dh_server.rest_url, "device_id": DEVICE,
+            "refresh_token": refresh}), {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Origin": f"http://127.0.0.1:{daemon.port}"})
+        assert code == 303
+        assert oct(daemon.config.stat().st_mode & 0o777) == "0o600"
+        daemon.wait(lambda s: s["devicehive"]["state"] == "connected"
+                    and s["devicehive"]["sent"] >= 3, 40, "REST delivery after the fix")
+        assert ("rest", "notification/insert") in dh_server.requests
+        daemon.wait(lambda s: s["devicehive"]["queued"] == 0, 20, "the queue to drain")
+        _assert_notifications_match_events(dh_server, daemon)
+        log = daemon.log.read_text()
+        assert refresh not in log and bad not in log
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_help_is_instant_and_imports_no_tensorflow():
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, str(DAEMON), "--help"], capture_output=True,
+                            text=True, cwd=ROOT, timeout=30)
+    assert result.returncode == 0 and "--dh_refresh_token" in result.stdout
+    assert "--vggish_checkpoint" in result.stdout and "--source" in result.stdout
+    assert time.perf_counter() - started < 5
+    probe = subprocess.run([sys.executable, "-c", "import sys, daemon; "
+                            "print('tensorflow' in sys.modules)"],
+                           capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert probe.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--source", "/nonexistent.wav"], "no such file"),
+    (["--port", "70000"], "--port"),
+    (["--once"], "--once needs --source"),
+    (["--source", str(WAV), "--dh_url", "ftp://x"], "ws://"),
+    (["--source", str(WAV), "--dh_url", "ws://h/api", "--dh_device_id", "d"], "token"),
+    (["--source", str(WAV), "--min_time", "0.1"], "--min_time"),
+])
+def test_bad_arguments_fail_in_one_line(tmp_path, args, message):
+    result = subprocess.run([sys.executable, str(DAEMON), "--config",
+                             str(tmp_path / "c.json"), *args],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_corrupt_config_file_fails_in_one_line(tmp_path):
+    bad = tmp_path / "c.json"
+    bad.write_text("{nope")
+    result = subprocess.run([sys.executable, str(DAEMON), "--config", str(bad), "--source",
+                             str(WAV)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and "not valid JSON" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_port_in_use_fails_in_one_line(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        result = subprocess.run([sys.executable, str(DAEMON), "--config",
+                                 str(tmp_path / "c.json"), "--source", str(WAV), "--port",
+                                 str(port)], capture_output=True, text=True, cwd=ROOT,
+                                timeout=60)
+    assert result.returncode == 2 and "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr
