@@ -198,12 +198,13 @@ def model_file_errors() -> tuple[type[BaseException], ...]:
     Imported lazily: the modules that define them are light, but only needed on failure.
     """
     from audio.models import MissingModelFilesError
+    from audio.yamnet import YamnetError, YamnetFilesMissingError
     from vggish.model import CheckpointError
     from vggish.postprocess import PCAParamsError
     from yt8m.inference import BundleError, BundleNotFoundError
 
     return (MissingModelFilesError, CheckpointError, PCAParamsError, BundleError,
-            BundleNotFoundError)
+            BundleNotFoundError, YamnetError, YamnetFilesMissingError)
 
 
 def create_backend(settings: Settings) -> Backend:
@@ -214,4 +215,11 @@ def create_backend(settings: Settings) -> Backend:
             else None,
             pca_params=str(settings.pca_params) if settings.pca_params else None,
             model=settings.model)
+    if settings.backend == "yamnet":
+        from audio.yamnet import YamnetBackend
+
+        # --model with this backend names a head trained on YAMNet embeddings
+        # (python -m audio.train_custom --embedding yamnet); without it, YAMNet's own
+        # 521 AudioSet classes.
+        return YamnetBackend(model_path=settings.yamnet_model, head=settings.model)
     raise ValueError(f"unknown backend {settings.backend!r}")

@@ -11,6 +11,8 @@ Environment variables:
 * ``AUDIO_ANALYSIS_PCA_PARAMS`` — PCA parameters ``.npz`` (``--pca_params``);
 * ``AUDIO_ANALYSIS_MODEL`` — classifier bundle name (in the models directory) or path
   (``--model``);
+* ``AUDIO_ANALYSIS_YAMNET_MODEL`` — YAMNet ``.tflite`` for ``--backend yamnet``
+  (``--yamnet_model``; the class map is read from beside it or the models directory);
 * ``AUDIO_ANALYSIS_MODELS_DIR`` — where model files live (read by ``yt8m.paths``).
 
 This module is imported by the entry scripts at start-up: it must stay light (no
@@ -29,8 +31,9 @@ from pathlib import Path
 VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
 PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
 MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
+YAMNET_MODEL_ENV = "AUDIO_ANALYSIS_YAMNET_MODEL"
 
-BACKEND_CHOICES: tuple[str, ...] = ("vggish",)
+BACKEND_CHOICES: tuple[str, ...] = ("vggish", "yamnet")
 """Names accepted by ``--backend``: the one list. A new backend is added here and in
 ``audio.backends.create_backend``."""
 
@@ -63,6 +66,7 @@ class Settings:
     model: str | None = None
     vggish_checkpoint: Path | None = None
     pca_params: Path | None = None
+    yamnet_model: Path | None = None
     top_k: int = DEFAULT_TOP_K
     threshold: float = DEFAULT_THRESHOLD
     aggregate: str = "mean"
@@ -115,6 +119,8 @@ class Settings:
                                                    env.get(VGGISH_CHECKPOINT_ENV))
         values["pca_params"] = _path_or_env(getattr(args, "pca_params", None),
                                             env.get(PCA_PARAMS_ENV))
+        values["yamnet_model"] = _path_or_env(getattr(args, "yamnet_model", None),
+                                              env.get(YAMNET_MODEL_ENV))
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -127,7 +133,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and ranking flags shared by every entry script."""
     group = parser.add_argument_group("models and ranking")
     group.add_argument("--backend", choices=BACKEND_CHOICES, default=None,
-                       help="embedding/classification backend (default: vggish)")
+                       help="embedding/classification backend: vggish (VGGish + classifier "
+                            "bundle) or yamnet (YAMNet .tflite, 521 AudioSet classes, no "
+                            "TensorFlow) (default: vggish)")
     group.add_argument("--model", metavar="NAME_OR_PATH", default=None,
                        help=f"classifier bundle: a name in the models directory or a path "
                             f"(env {MODEL_ENV}; default: the shipped bundle)")
@@ -137,6 +145,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--pca_params", "--pca-params", metavar="PATH", default=None,
                        help=f"VGGish PCA parameters (env {PCA_PARAMS_ENV}; default: "
                             f"models/vggish_pca_params.npz)")
+    group.add_argument("--yamnet_model", metavar="PATH", default=None,
+                       help=f"YAMNet .tflite for --backend yamnet (env {YAMNET_MODEL_ENV}; "
+                            f"default: models/yamnet.tflite)")
     group.add_argument("--top_k", type=int, default=None, metavar="N",
                        help=f"report at most N classes (default {DEFAULT_TOP_K})")
     group.add_argument("--threshold", type=float, default=None, metavar="SCORE",
