@@ -258,7 +258,11 @@ class YamnetModel:
         Reads the global-average-pool tensor that feeds the classifier layer (see the
         module docstring); the scores come from the same run, so they are consistent.
         """
-        frames = frame_waveform(waveform, self.params)
+        return self.embed_frames(frame_waveform(waveform, self.params))
+
+    def embed_frames(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, 1024) embeddings and (N, 521) scores of (N, 15600) frames."""
+        frames = np.asarray(frames, dtype=np.float32)
         it = self._embedding_interpreter()
         emb_index, in_index, out_index = self._embedder_indices
         emb = np.empty((frames.shape[0], self.params.embedding_size), dtype=np.float32)
@@ -308,3 +312,117 @@ def top_k(scores: np.ndarray, labels: tuple[str, ...], k: int) -> list[tuple[str
     scores = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-scores, kind="stable")[:k]
     return [(labels[i], float(scores[i])) for i in order]
+
+
+class YamnetBackend:
+    """``audio.backends.Backend`` over YAMNet: per-frame scores, windows average them.
+
+    Per-frame features are YAMNet's 521 scores of each 0.975 s frame (0.48 s hop); a
+    window's score is the mean of its frames' scores, as YAMNet's own clip-level
+    prediction. Nothing limits a window's length, so ``max_frames`` is unbounded in
+    practice and a whole file is one window (the exact mean over every frame).
+
+    With ``head`` (a custom classifier trained on YAMNet embeddings by
+    ``audio.train_custom``), features are the 1024-d embeddings instead and windows are
+    scored by the head: the mean of its per-frame probabilities.
+    """
+
+    name = "yamnet"
+    sample_rate = YAMNET.sample_rate
+    frame_hop = YAMNET.patch_hop_seconds
+    frame_seconds = YAMNET.frame_seconds
+    UNBOUNDED_FRAMES = 2**31 - 1
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None,
+                 head: Any = None, num_threads: int | None = None) -> None:
+        self._override = model_path
+        self._head_ref = head
+        self._head: Any = None
+        self._num_threads = num_threads
+        self._model: YamnetModel | None = None
+
+    def load(self) -> None:
+        if self._model is not None:
+            return
+        path = resolve_yamnet_model(self._override)
+        head = self._head_ref
+        if isinstance(head, (str, os.PathLike)):
+            from audio.heads import load_head
+
+            head = load_head(head)
+            if head.embedding != "yamnet":
+                raise YamnetError(f"classifier {head.path} was trained on {head.embedding} "
+                                  "embeddings; use it with --backend vggish")
+        self._model = YamnetModel(path, num_threads=self._num_threads)
+        self._head = head
+        logger.info("YAMNet backend ready: %s (%s)", path,
+                    f"head {head.path}" if head is not None else "AudioSet classes")
+
+    def _require(self) -> YamnetModel:
+        if self._model is None:
+            raise RuntimeError("YamnetBackend.load() has not been called")
+        return self._model
+
+    @property
+    def max_frames(self) -> int:
+        return self.UNBOUNDED_FRAMES
+
+    @property
+    def labels(self) -> list[str]:
+        model = self._require()
+        return list(self._head.labels) if self._head is not None else list(model.labels)
+
+    def _features(self, frames: np.ndarray) -> np.ndarray:
+        model = self._require()
+        if self._head is None:
+            return model.scores_of_frames(frames)
+        return model.embed_frames(frames)[0]
+
+    def frame_features(self, blocks: Any) -> Any:
+        """(F_i, 521) scores (or (F_i, 1024) embeddings) per block, streaming.
+
+        Frames that lie wholly inside the audio seen so far are computed as blocks arrive;
+        when the stream ends, the remaining frames are zero-padded as ``frame_waveform``
+        pads a whole signal, so the result equals whole-signal processing.
+        """
+        p = YAMNET
+        carry = np.zeros(0, dtype=np.float32)
+        total = 0  # samples seen
+        emitted = 0  # frames produced
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32).reshape(-1)
+            total += block.shape[0]
+            carry = np.concatenate([carry, block])
+            complete = 0 if carry.shape[0] < p.frame_samples else (
+                1 + (carry.shape[0] - p.frame_samples) // p.hop_samples)
+            if complete == 0:
+                yield self._features(np.zeros((0, p.frame_samples), np.float32))
+                continue
+            frames = np.lib.stride_tricks.sliding_window_view(carry, p.frame_samples)
+            frames = np.ascontiguousarray(frames[:: p.hop_samples][:complete])
+            carry = carry[complete * p.hop_samples:]
+            emitted += complete
+            yield self._features(frames)
+        remaining = num_frames(total) - emitted
+        if remaining > 0:
+            yield self._features(frame_waveform(carry)[:remaining])
+
+    def score_windows(self, windows: Any) -> np.ndarray:
+        """Mean of the per-frame scores (or head probabilities) of each window."""
+        n_out = len(self.labels)
+        if len(windows) == 0:
+            return np.zeros((0, n_out), dtype=np.float32)
+        out = np.empty((len(windows), n_out), dtype=np.float32)
+        for i, window in enumerate(windows):
+            w = np.asarray(window, dtype=np.float32)
+            if w.ndim != 2 or w.shape[0] < 1:
+                raise ValueError(f"windows must be (n >= 1, D) arrays, got {w.shape}")
+            scores = w if self._head is None else self._head.frame_probabilities(w)
+            out[i] = scores.mean(axis=0)
+        return out
+
+    def close(self) -> None:
+        if self._model is not None:
+            self._model.close()
+        self._model = None
+        self._head = None

@@ -11,6 +11,7 @@ as the issue's own example accepts "Animal"); never generic roots such as "Vehic
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -281,3 +282,59 @@ def test_import_does_not_load_tensorflow_or_litert() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+# ---------------------------------------------------------------------------------------
+# The backend behind the pipeline and the entry scripts
+
+
+@pytest.mark.shared
+def test_backend_streaming_equals_whole_signal(rng) -> None:
+    from audio.yamnet import YamnetBackend
+
+    backend = YamnetBackend(require_shared("models", "yamnet", "yamnet.tflite"))
+    backend.load()
+    x = (0.2 * rng.standard_normal(16000 * 5 + 1234)).astype(np.float32)
+    whole = np.concatenate(list(backend.frame_features([x])))
+    cuts = [0, 5000, 5001, 40000, 61000, x.size]
+    blocks = [x[a:b] for a, b in itertools.pairwise(cuts)]
+    streamed = np.concatenate(list(backend.frame_features(blocks)))
+    assert whole.shape == (num_frames(x.size), 521)
+    np.testing.assert_array_equal(streamed, whole)
+    np.testing.assert_array_equal(whole, backend._require().frame_scores(x))
+    windows = backend.score_windows([whole[:2], whole])
+    np.testing.assert_allclose(windows[1], whole.mean(axis=0), rtol=1e-6)
+    backend.close()
+
+
+@pytest.mark.shared
+@pytest.mark.e2e
+def test_parse_file_backend_yamnet(project_root: Path, tmp_path: Path) -> None:
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    clip = require_shared("audio", "urbansound_samples", "siren.wav")
+    cmd = [sys.executable, str(project_root / "parse_file.py"), "--backend", "yamnet",
+           "--yamnet_model", str(model), "--format", "json", "--timeline", "--count", "Siren",
+           str(clip)]
+    # Run the script as __main__, then report whether TensorFlow was ever imported.
+    code = ("import os, runpy, sys; sys.argv = sys.argv[1:]; "
+            "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+            "rc = 0\ntry:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as e:\n    rc = e.code\n"
+            "print('TF', 'tensorflow' in sys.modules, file=sys.stderr); sys.exit(rc)")
+    probe = [sys.executable, "-c", code, *cmd[1:]]
+    out = subprocess.run(probe, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    obj = json.loads(out.stdout)
+    labels = [p["label"] for p in obj["predictions"]]
+    assert "Siren" in labels[:5]
+    assert obj["count"]["label"] == "Siren" and obj["count"]["events"] == 1
+    assert len(obj["windows"]) == 4 and obj["windows"][0]["start"] == 0.0
+    assert "TF False" in out.stderr  # the YAMNet path never imports TensorFlow
+    missing = subprocess.run(
+        [sys.executable, str(project_root / "parse_file.py"), "--backend", "yamnet",
+         "--yamnet_model", str(tmp_path / "nope.tflite"), str(clip)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert missing.returncode == 1
+    assert "nope.tflite" in missing.stderr and "Traceback" not in missing.stderr
