@@ -7,7 +7,6 @@ on the same seeded inputs (``tests/data/vggish_frontend_reference.npz``).
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -116,10 +115,6 @@ def test_pca_file_that_is_not_an_npz(tmp_path: Path) -> None:
     assert issubclass(PCAParamsError, ValueError)
 
 
-@pytest.mark.xfail(strict=True, raises=zipfile.BadZipFile,
-                   reason="postprocess.py does not catch zipfile.BadZipFile (a truncated or "
-                          "corrupted npz download); reported to the lead, remove this marker "
-                          "once fixed")
 def test_truncated_npz_download(tmp_path: Path, rng: np.random.Generator) -> None:
     good = write_pca(tmp_path / "good.npz", rng.standard_normal((128, 128)), np.zeros(128))
     truncated = tmp_path / "truncated.npz"

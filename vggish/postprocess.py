@@ -14,6 +14,7 @@ bin). The classifier in ``yt8m/`` and its training data use this same function.
 from __future__ import annotations
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,7 @@ class Postprocessor:
             raise PCAParamsError(
                 f"{path}: missing key {exc} (expected {PCA_EIGEN_VECTORS_NAME!r} and "
                 f"{PCA_MEANS_NAME!r})") from None
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
             raise PCAParamsError(f"{path}: not a readable .npz file ({exc})") from None
         size = params.embedding_size
         if vectors.shape != (size, size):
