@@ -365,6 +365,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/healthz":
             self._json(HTTPStatus.OK, {"status": "ok",
                                        "uptime": round(time.time() - self.app.started, 3)})
+        elif path == "/favicon.ico":
+            self._send(HTTPStatus.MOVED_PERMANENTLY, b"", "text/plain",
+                       {"Location": "/static/icon.svg"})
         elif path.startswith("/static/") and path[8:] in self.app._static:
             name = path[8:]
             self._send(HTTPStatus.OK, self.app._static[name],

@@ -1,0 +1,147 @@
+"""The pages in a real headless Chromium (Debian's, driven by Playwright): live updates
+without reload, the configuration form saving and reconnecting, a screenshot artifact."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from audio.devicehive import DeviceHiveSink
+from web.config import DaemonConfig, load_config
+from web.server import EventStore, WebApp, WebServer, allowed_hosts_for
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "artifacts"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("Debian's chromium is not installed (scripts/setup.sh / .ci/run install it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def site(tmp_path, dh_server):
+    store = EventStore()
+    sink = DeviceHiveSink(None)
+    config_path = tmp_path / "config.json"
+
+    def on_config(cfg: DaemonConfig) -> None:
+        sink.reconfigure(cfg.devicehive_settings())
+
+    app = WebApp(store, config=DaemonConfig(), config_path=config_path, on_config=on_config,
+                 status_sources={"devicehive": sink.status},
+                 allowed_hosts=allowed_hosts_for("127.0.0.1"))
+    server = WebServer(("127.0.0.1", 0), app)
+    server.start()
+    yield {"store": store, "sink": sink, "url": f"http://127.0.0.1:{server.server_address[1]}",
+           "config_path": config_path}
+    server.stop()
+    sink.close(timeout=0)
+
+
+def _save_screenshot(page, tmp_path: Path, name: str) -> Path:
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / name)
+    return shot
+
+
+def test_events_page_updates_without_reload(browser, site, make_event, tmp_path):
+    page = browser.new_page()
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.goto(site["url"] + "/events/")
+    page.wait_for_selector("#events-body tr.empty")
+    stop = threading.Event()
+
+    def feed() -> None:
+        for i in range(1, 13):
+            if stop.is_set():
+                return
+            site["store"].handle(make_event(i, labels=("Speech", "Music", "<b>Dog</b>")))
+            time.sleep(0.25)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    try:
+        page.wait_for_function(
+            "() => document.querySelectorAll('#events-body tr[data-id]').length >= 3",
+            timeout=10000)
+        first = page.eval_on_selector("#events-body tr[data-id]", "e => e.dataset.id")
+        page.wait_for_function(
+            "id => Number(document.querySelector('#events-body tr[data-id]').dataset.id) > id",
+            arg=int(first), timeout=10000)
+    except Exception:
+        stop.set()
+        raise
+    finally:
+        feeder.join()  # all 12 events go in (stop is only for an early failure)
+        stop.set()
+    page.wait_for_function(
+        "() => document.querySelector('#events-body tr[data-id]').dataset.id === '12'",
+        timeout=5000)
+    ids = page.eval_on_selector_all("#events-body tr[data-id]", "rows => rows.map(r => +r.dataset.id)")
+    assert ids == list(range(12, 2, -1))  # last 10, newest first
+    first_row = page.inner_text("#events-body tr[data-id]")
+    assert "Speech: 0.90" in first_row and "<b>Dog</b>" in first_row  # shown as text
+    assert page.query_selector("#events-body b") is None  # never parsed as HTML
+    bars = page.eval_on_selector_all("#chart .row .label", "e => e.map(x => x.textContent)")
+    assert bars[0] == "Speech" and len(bars) == 3
+    assert len(navigations) == 1  # no reload happened
+    assert not errors, errors
+    assert _save_screenshot(page, tmp_path, "events-page.png").stat().st_size > 1000
+    page.close()
+
+
+def test_config_form_saves_and_reconnects(browser, site, dh_server, make_event, tmp_path):
+    _, refresh = dh_server.issue_tokens()
+    page = browser.new_page()
+    page.goto(site["url"] + "/")
+    page.wait_for_function("() => document.querySelector('#dh-state').textContent === 'disabled'")
+    page.fill("#server_url", dh_server.ws_url)
+    page.fill("#device_id", "browser-dev-1")
+    page.fill("#refresh_token", refresh)
+    page.click("#save")
+    page.wait_for_url("**/?saved=1")
+    page.wait_for_function(
+        "() => document.querySelector('#dh-state').textContent === 'connected'", timeout=10000)
+    assert "Saved; reconnecting." in page.inner_text("#notice")
+    saved = load_config(site["config_path"])
+    assert saved.refresh_token == refresh and saved.device_id == "browser-dev-1"
+    assert (site["config_path"].stat().st_mode & 0o777) == 0o600
+    assert refresh not in page.content()  # the token is never sent back to the page
+    assert page.input_value("#refresh_token") == ""
+    site["sink"].handle(make_event(1))
+    assert dh_server.wait_for(lambda s: len(s.device_notifications("browser-dev-1")) == 1, 10)
+    page.wait_for_function("() => document.querySelector('#dh-counters').textContent"
+                           ".includes('sent 1')", timeout=5000)
+    _save_screenshot(page, tmp_path, "config-page.png")
+    # A wrong value is refused with the message on the page, escaped.
+    page.fill("#server_url", "ftp://<script>x</script>")
+    page.click("#save")
+    page.wait_for_selector("#form-error:not(.hidden)")
+    assert "ws://" in page.inner_text("#form-error")
+    assert page.input_value("#server_url") == "ftp://<script>x</script>"
+    page.close()
