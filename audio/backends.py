@@ -107,7 +107,7 @@ class VGGishBackend:
         require_files([checkpoint, pca])
         # The classifier bundle is checked before the slow VGGish build, so that a wrong
         # --model fails in a fraction of a second.
-        from yt8m.inference import load_bundle, resolve_bundle_path
+        from yt8m.inference import BundleError, resolve_bundle_path
 
         bundle_path = resolve_bundle_path(self._model_name)
         from yt8m.inference import CONFIG_FILE, BundleNotFoundError
@@ -117,10 +117,16 @@ class VGGishBackend:
                 f"classifier bundle not found: {bundle_path} (give --model NAME_OR_PATH or "
                 f"set AUDIO_ANALYSIS_MODEL; the project ships its default bundle in models/)")
         postprocessor = Postprocessor(pca)
-        bundle = load_bundle(bundle_path)
-        from vggish.model import load_vggish
+        # TensorFlow-free when possible: a custom numpy head or a TFLite export of the
+        # bundle, and a TFLite export of this very checkpoint (``python -m vggish.export``).
+        from audio.heads import load_classifier
+        from vggish.export import load_embedder
 
-        self._vggish = load_vggish(checkpoint)
+        bundle = load_classifier(bundle_path)
+        if getattr(bundle, "embedding", "vggish") != "vggish":
+            raise BundleError(f"classifier {bundle_path} was trained on "
+                              f"{bundle.embedding} embeddings; use it with --backend yamnet")
+        self._vggish = load_embedder(checkpoint, batch=self._batch_size)
         self._postprocessor = postprocessor
         self._bundle = bundle
         logger.info("VGGish backend ready: checkpoint %s, PCA %s, classifier %s",
@@ -143,10 +149,8 @@ class VGGishBackend:
     # -- computing ----------------------------------------------------------------------
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """(K, 96, 64) log-mel examples → (K, 128) uint8 post-processed embeddings."""
-        from vggish.model import embed
-
         self._require()
-        raw = embed(self._vggish, examples, batch_size=self._batch_size)
+        raw = self._vggish(examples)
         return self._postprocessor.postprocess(raw)
 
     def frame_features(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
@@ -197,14 +201,16 @@ def model_file_errors() -> tuple[type[BaseException], ...]:
 
     Imported lazily: the modules that define them are light, but only needed on failure.
     """
+    from audio.heads import HeadError
     from audio.models import MissingModelFilesError
     from audio.yamnet import YamnetError, YamnetFilesMissingError
+    from vggish.export import ExportError
     from vggish.model import CheckpointError
     from vggish.postprocess import PCAParamsError
     from yt8m.inference import BundleError, BundleNotFoundError
 
     return (MissingModelFilesError, CheckpointError, PCAParamsError, BundleError,
-            BundleNotFoundError, YamnetError, YamnetFilesMissingError)
+            BundleNotFoundError, YamnetError, YamnetFilesMissingError, HeadError, ExportError)
 
 
 def create_backend(settings: Settings) -> Backend:
