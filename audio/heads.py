@@ -245,8 +245,8 @@ def export_dir_for(bundle_path: Path) -> Path:
 def export_bundle(name_or_path: str | os.PathLike[str], out_dir: Path | None = None) -> Path:
     """Freeze a ``yt8m`` bundle's scoring function into a ``.tflite`` (TensorFlow needed).
 
-    The function takes uint8 ``(N, T, 128)`` and int32 ``(N,)`` frame counts, with both
-    N and T resizable, and returns ``(N, C)`` scores, exactly as ``Bundle.predict``.
+    The function takes one clip, uint8 ``(1, max_frames, 128)`` zero-padded, and its
+    int32 ``(1,)`` frame count, and returns ``(1, C)`` scores, as ``Bundle.predict``.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
@@ -257,8 +257,19 @@ def export_bundle(name_or_path: str | os.PathLike[str], out_dir: Path | None = N
     from yt8m.inference import load_bundle
 
     bundle = load_bundle(name_or_path)
-    fn = bundle._function()  # the one tf.function Bundle.predict itself runs
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function())
+    inner = bundle._function()  # the one tf.function Bundle.predict itself runs
+
+    # A fixed (1, max_frames) input: with dynamic batch and time the converter meets a
+    # StridedSlice (the frame mask's new axis) that only TensorFlow's own kernels can run.
+    # With static shapes it folds away; clips are zero-padded, their true length given.
+    @tf.function(input_signature=[
+        tf.TensorSpec([1, bundle.max_frames, bundle.feature_size], tf.uint8, name="frames"),
+        tf.TensorSpec([1], tf.int32, name="num_frames")])
+    @tf.autograph.experimental.do_not_convert
+    def fixed(frames: tf.Tensor, num_frames: tf.Tensor) -> tf.Tensor:
+        return inner(frames, num_frames)
+
+    frozen = convert_variables_to_constants_v2(fixed.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     try:
         data = converter.convert()
@@ -292,10 +303,10 @@ class TFLiteBundle:
         self.label_ids, self.labels = read_bundle_labels(bundle_path / LABELS_FILE)
         self._it = Interpreter(model_path=str(tflite_path))
         inputs = self._it.get_input_details()
-        self._frames_in = next(int(d["index"]) for d in inputs if len(d["shape_signature"]) == 3)
-        self._count_in = next(int(d["index"]) for d in inputs if len(d["shape_signature"]) == 1)
+        self._frames_in = next(int(d["index"]) for d in inputs if len(d["shape"]) == 3)
+        self._count_in = next(int(d["index"]) for d in inputs if len(d["shape"]) == 1)
         self._out = int(self._it.get_output_details()[0]["index"])
-        self._shape: tuple[int, int] | None = None
+        self._it.allocate_tensors()
 
     @property
     def num_classes(self) -> int:
@@ -319,17 +330,16 @@ class TFLiteBundle:
         x = np.ascontiguousarray(x[:, :t_keep])
         nf = (np.full(n, t_keep) if num_frames is None
               else np.minimum(np.asarray(num_frames).reshape(-1), t_keep)).astype(np.int32)
-        if n == 0:
-            return np.zeros((0, self.num_classes), np.float32)
-        if self._shape != (n, t_keep):
-            self._it.resize_tensor_input(self._frames_in, [n, t_keep, self.feature_size])
-            self._it.resize_tensor_input(self._count_in, [n])
-            self._it.allocate_tensors()
-            self._shape = (n, t_keep)
-        self._it.set_tensor(self._frames_in, x)
-        self._it.set_tensor(self._count_in, nf)
-        self._it.invoke()
-        return np.array(self._it.get_tensor(self._out), dtype=np.float32)
+        out = np.zeros((n, self.num_classes), np.float32)
+        clip = np.zeros((1, self.max_frames, self.feature_size), np.uint8)
+        for i in range(n):
+            clip[:] = 0
+            clip[0, :t_keep] = x[i]
+            self._it.set_tensor(self._frames_in, clip)
+            self._it.set_tensor(self._count_in, nf[i:i + 1])
+            self._it.invoke()
+            out[i] = self._it.get_tensor(self._out)[0]
+        return out
 
 
 def find_bundle_export(bundle_path: Path) -> Path | None:
