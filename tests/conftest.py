@@ -18,6 +18,7 @@ pytest_plugins = [
     # (added by each area as it lands)
     "tests.fixtures_vggish",
     "tests.fixtures_daemon",
+    "tests.fixtures_yt8m",
     "tests.fixtures_frontend",
     "tests.fixtures_audio",
 ]
