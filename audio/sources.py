@@ -35,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 TARGET_RATE = 16000
 CHUNK_SECONDS = 0.1
+CLOSE_TIMEOUT = 3.0
 AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aiff", ".aif")
 
 
@@ -155,18 +156,23 @@ class MicrophoneSource:
         self._cond = threading.Condition()
         self._requested = False
         self._closed = False
-        self._error: BaseException | None = None
         self._ring: _RingBuffer | None = None
         self._captured = 0  # samples captured since open (window positions)
-        self._window_start = 0
         self._last_chunk_time = 0.0
-        self._reader: threading.Thread | None = None
-        self._opened = threading.Event()
+        self._pa: Any = None
+        self._stream: Any = None
+        self._continue = 0
+        self._overflow_flag = 0
 
     # -- device -------------------------------------------------------------------------
     def open(self) -> None:
-        """Open the device and start recording (``windows`` does it when not done)."""
-        if self._reader is not None:
+        """Open the device and start recording (``windows`` does it when not done).
+
+        PortAudio's callback mode is used: PortAudio calls ``_on_audio`` on its own
+        thread with every 0.1 s chunk, so recording never waits for the loop, and closing
+        never blocks on a read that a silent device would never complete.
+        """
+        if self._stream is not None:
             return
         pyaudio = _pyaudio()
         pa = pyaudio.PyAudio()
@@ -175,11 +181,13 @@ class MicrophoneSource:
             index = int(info["index"])
             stream = None
             for rate in (TARGET_RATE, round(float(info["defaultSampleRate"]))):
+                self.rate = rate
+                self._ring = _RingBuffer(round(self.max_time * rate))
                 try:
                     stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, input=True,
                                      input_device_index=index,
-                                     frames_per_buffer=int(rate * self.chunk_seconds))
-                    self.rate = rate
+                                     frames_per_buffer=int(rate * self.chunk_seconds),
+                                     stream_callback=self._on_audio, start=False)
                     break
                 except (OSError, ValueError) as exc:
                     logger.info("device %s refuses %d Hz mono int16 (%s)", info["name"], rate,
@@ -187,50 +195,64 @@ class MicrophoneSource:
             if stream is None:
                 raise SourceError(f"cannot open input device {info['name']!r} at "
                                   f"{TARGET_RATE} Hz or its native rate")
+            stream.start_stream()
         except BaseException:
             pa.terminate()
             raise
         self.device_name = str(info["name"])
-        self._ring = _RingBuffer(round(self.max_time * self.rate))
+        self._pa, self._stream = pa, stream
+        self._continue = pyaudio.paContinue
+        self._overflow_flag = pyaudio.paInputOverflow
         logger.info("recording from %r (device %d) at %d Hz%s", self.device_name, index,
                     self.rate, "" if self.rate == TARGET_RATE else " (resampled to 16 kHz)")
-        self._reader = threading.Thread(target=self._read_loop, args=(pa, stream),
-                                        name="microphone-reader", daemon=True)
-        self._reader.start()
 
-    def _read_loop(self, pa: Any, stream: Any) -> None:
-        frames = int(self.rate * self.chunk_seconds)
+    def _on_audio(self, data: bytes | None, frame_count: int, _time_info: object,
+                  status: int) -> tuple[None, int]:
+        """PortAudio's callback (its thread): append the chunk to the ring buffer."""
+        now = time.time()
+        if status & self._overflow_flag:
+            logger.warning("input overflow reported by the audio device")
+        samples = np.frombuffer(data or b"", dtype="<i2")
         ring = self._ring
-        if ring is None:
-            raise SourceError("the microphone ring buffer is not set up")
-        try:
-            while True:
-                with self._cond:
-                    if self._closed:
-                        break
-                data = stream.read(frames, exception_on_overflow=False)
-                samples = np.frombuffer(data, dtype="<i2")
-                now = time.time()
-                with self._cond:
-                    overwritten = ring.write(samples)
-                    if overwritten:
-                        self._window_start += overwritten
-                        logger.warning("capture buffer full: %d samples (%.2f s) dropped",
-                                       overwritten, overwritten / self.rate)
-                    self._captured += samples.shape[0]
-                    self._last_chunk_time = now
-                    self._cond.notify_all()
-        except Exception as exc:
-            logger.exception("reading the microphone failed")
-            with self._cond:
-                self._error = exc
+        with self._cond:
+            if ring is not None and samples.shape[0]:
+                overwritten = ring.write(samples)
+                if overwritten:
+                    logger.warning("capture buffer full: %d samples (%.2f s) dropped",
+                                   overwritten, overwritten / self.rate)
+                self._captured += samples.shape[0]
+                self._last_chunk_time = now
                 self._cond.notify_all()
-        finally:
+        return None, self._continue
+
+    def _close_device(self) -> None:
+        """Close the stream and PortAudio, waiting at most ``CLOSE_TIMEOUT`` seconds.
+
+        PortAudio waits for the device's pending buffer when stopping; a source that has
+        gone silent (a PulseAudio pipe source nobody writes to, a stalled USB device)
+        would make that wait forever, so it happens on a helper thread.
+        """
+        stream, pa = self._stream, self._pa
+        self._stream = self._pa = None
+        if stream is None and pa is None:
+            return
+
+        def close() -> None:
             try:
-                stream.stop_stream()
-                stream.close()
+                if stream is not None:
+                    stream.close()  # Pa_CloseStream: aborts an active stream
+            except OSError as exc:
+                logger.warning("closing the input stream: %s", exc)
             finally:
-                pa.terminate()
+                if pa is not None:
+                    pa.terminate()
+
+        closer = threading.Thread(target=close, name="microphone-close", daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT)
+        if closer.is_alive():
+            logger.warning("the audio device did not close within %.0f s; leaving it",
+                           CLOSE_TIMEOUT)
 
     # -- Source protocol ----------------------------------------------------------------
     def request_window(self) -> None:
@@ -250,10 +272,8 @@ class MicrophoneSource:
         try:
             while True:
                 with self._cond:
-                    while not (self._closed or stop.is_set() or self._error or self._ready(ring)):
+                    while not (self._closed or stop.is_set() or self._ready(ring)):
                         self._cond.wait()
-                    if self._error is not None:
-                        raise SourceError(f"microphone failed: {self._error}")
                     if self._closed or stop.is_set():
                         return
                     start = self._captured - ring.size
@@ -271,8 +291,7 @@ class MicrophoneSource:
                                   timestamp=timestamp, source=self.name)
         finally:
             self.close()
-            if self._reader is not None and self._reader is not threading.current_thread():
-                self._reader.join()
+            self._close_device()
 
     def close(self) -> None:
         with self._cond:
