@@ -1,0 +1,328 @@
+"""The model downloader against a real HTTP server on 127.0.0.1 (threaded, with Range).
+
+Library cases pass a test registry (files whose sha256 the test computed) to
+``download``; CLI cases run ``python -m audio.models download`` as a subprocess with the
+official registry, against a server that can only serve wrong bytes for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio import models
+from audio.models import (
+    DownloadError,
+    MissingModelFilesError,
+    ModelFile,
+    download,
+    download_file,
+    require_files,
+    resolve_pca_params,
+    resolve_vggish_checkpoint,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Served:
+    """What the server serves and how it misbehaves; plus a log of what it did."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    ignore_range: bool = False
+    hang_up_after: int | None = None  # bytes of body to send before closing the socket
+    log: list[tuple[str, str | None, int, int]] = field(default_factory=list)
+
+
+def _handler(served: Served) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            data = served.files.get(self.path.lstrip("/"))
+            range_header = self.headers.get("Range")
+            if data is None:
+                self._finish(404, b"not found", range_header)
+                return
+            match = re.fullmatch(r"bytes=(\d+)-", range_header or "")
+            start = int(match.group(1)) if match and not served.ignore_range else 0
+            if start >= len(data) > 0:
+                self._finish(416, b"", range_header,
+                             {"Content-Range": f"bytes */{len(data)}"})
+                return
+            headers = {}
+            if start:
+                headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+            self._finish(206 if start else 200, data[start:], range_header, headers)
+
+        def _finish(self, status: int, body: bytes, range_header: str | None,
+                    headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Accept-Ranges", "none" if served.ignore_range else "bytes")
+            self.end_headers()
+            if served.hang_up_after is not None and status in (200, 206):
+                body = body[: served.hang_up_after]
+                self.close_connection = True
+            # Logged before the body goes out, so the client can't finish before the log.
+            served.log.append((self.path, range_header, status, len(body)))
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass  # keep the test output clean
+
+    return Handler
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, Served]]:
+    served = Served()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(served))
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", served
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def blob(rng: np.random.Generator) -> bytes:
+    return rng.integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+
+
+def entry_for(base_url: str, data: bytes, filename: str = "blob.bin") -> ModelFile:
+    return ModelFile(name="test blob", filename=filename, url=f"{base_url}/{filename}",
+                     sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+
+
+def files_in(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def test_good_download_is_verified_and_then_skipped(server, blob: bytes, tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob
+    entry = entry_for(base, blob)
+    lines: list[str] = []
+    [path] = download([entry], tmp_path / "models", report=lines.append)
+    assert path == tmp_path / "models" / "blob.bin"
+    assert path.read_bytes() == blob
+    assert files_in(tmp_path / "models") == ["blob.bin"]
+    assert served.log == [("/blob.bin", None, 200, len(blob))]
+    assert "downloaded, sha256 verified" in lines[0]
+
+    # Already present and verified: no request at all.
+    assert download_file(entry, tmp_path / "models") == (path, False)
+    assert len(served.log) == 1
+
+
+def test_partial_download_is_resumed_with_range(server, blob: bytes, tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob
+    (tmp_path / "blob.bin.part").write_bytes(blob[:123_456])
+    path, fetched = download_file(entry_for(base, blob), tmp_path)
+    assert fetched and path.read_bytes() == blob
+    assert served.log == [("/blob.bin", "bytes=123456-", 206, len(blob) - 123_456)]
+    assert files_in(tmp_path) == ["blob.bin"]
+
+
+def test_server_ignoring_range_restarts_from_zero(server, blob: bytes, tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob
+    served.ignore_range = True
+    (tmp_path / "blob.bin.part").write_bytes(blob[:50_000])
+    path, _ = download_file(entry_for(base, blob), tmp_path)
+    assert path.read_bytes() == blob
+    assert served.log == [("/blob.bin", "bytes=50000-", 200, len(blob))]
+    assert files_in(tmp_path) == ["blob.bin"]
+
+
+def test_interrupted_transfer_keeps_part_and_resumes(server, blob: bytes,
+                                                     tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob
+    served.hang_up_after = 100_000
+    entry = entry_for(base, blob)
+    with pytest.raises(DownloadError, match="connection lost after 100000 of 300000 bytes"):
+        download_file(entry, tmp_path)
+    assert files_in(tmp_path) == ["blob.bin.part"]
+    served.hang_up_after = None
+    path, _ = download_file(entry, tmp_path)
+    assert path.read_bytes() == blob
+    assert served.log[-1] == ("/blob.bin", "bytes=100000-", 206, len(blob) - 100_000)
+
+
+def test_corrupted_download_is_rejected_and_removed(server, blob: bytes,
+                                                    tmp_path: Path) -> None:
+    base, served = server
+    corrupted = bytearray(blob)
+    corrupted[1000] ^= 0xFF
+    served.files["blob.bin"] = bytes(corrupted)
+    entry = entry_for(base, blob)  # the registry knows the good checksum
+    with pytest.raises(DownloadError, match="corrupted download was deleted"):
+        download_file(entry, tmp_path)
+    assert files_in(tmp_path) == []
+    # The same when resuming a partial file.
+    (tmp_path / "blob.bin.part").write_bytes(blob[:10])
+    with pytest.raises(DownloadError, match="sha256"):
+        download_file(entry, tmp_path)
+    assert files_in(tmp_path) == []
+
+
+def test_oversized_response_is_cut_and_removed(server, blob: bytes, tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob + b"extra"
+    with pytest.raises(DownloadError, match="more than the expected"):
+        download_file(entry_for(base, blob), tmp_path)
+    assert files_in(tmp_path) == []
+
+
+def test_existing_file_with_wrong_checksum_is_replaced(server, blob: bytes,
+                                                       tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob
+    (tmp_path / "blob.bin").write_bytes(b"stale")
+    path, fetched = download_file(entry_for(base, blob), tmp_path)
+    assert fetched and path.read_bytes() == blob
+
+
+def test_http_error_is_one_line(server, blob: bytes, tmp_path: Path) -> None:
+    base, _ = server
+    with pytest.raises(DownloadError, match="HTTP 404") as info:
+        download_file(entry_for(base, blob, "absent.bin"), tmp_path)
+    assert "\n" not in str(info.value)
+    assert files_in(tmp_path) == []
+
+
+def test_progress_bar(server, blob: bytes, tmp_path: Path) -> None:
+    base, served = server
+    served.files["blob.bin"] = blob
+    stream = io.StringIO()
+    download_file(entry_for(base, blob), tmp_path, progress=True, progress_stream=stream)
+    text = stream.getvalue()
+    assert text.startswith("\rblob.bin [") and text.endswith("\n")
+    assert "100.0%" in text and "0.3/0.3 MB" in text
+
+
+def test_base_url_replaces_the_directory() -> None:
+    entry = models.VGGISH_CHECKPOINT
+    assert entry.url_for() == "https://storage.googleapis.com/audioset/vggish_model.ckpt"
+    assert entry.url_for("http://mirror/x/") == "http://mirror/x/vggish_model.ckpt"
+    assert models.GROUPS["vggish"] == (models.VGGISH_CHECKPOINT, models.VGGISH_PCA_PARAMS)
+
+
+# --- Path resolution -------------------------------------------------------------------
+
+def test_resolution_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("AUDIO_ANALYSIS_VGGISH_CHECKPOINT", raising=False)
+    monkeypatch.delenv("AUDIO_ANALYSIS_PCA_PARAMS", raising=False)
+    monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(tmp_path / "dir"))
+    assert resolve_vggish_checkpoint() == tmp_path / "dir" / "vggish_model.ckpt"
+    assert resolve_pca_params() == tmp_path / "dir" / "vggish_pca_params.npz"
+    monkeypatch.setenv("AUDIO_ANALYSIS_VGGISH_CHECKPOINT", str(tmp_path / "env.ckpt"))
+    monkeypatch.setenv("AUDIO_ANALYSIS_PCA_PARAMS", str(tmp_path / "env.npz"))
+    assert resolve_vggish_checkpoint() == tmp_path / "env.ckpt"
+    assert resolve_pca_params() == tmp_path / "env.npz"
+    assert resolve_vggish_checkpoint(tmp_path / "flag.ckpt") == tmp_path / "flag.ckpt"
+    assert resolve_pca_params(str(tmp_path / "flag.npz")) == tmp_path / "flag.npz"
+
+
+def test_default_models_dir_is_anchored_on_the_project(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.delenv("AUDIO_ANALYSIS_MODELS_DIR", raising=False)
+    monkeypatch.delenv("AUDIO_ANALYSIS_VGGISH_CHECKPOINT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert resolve_vggish_checkpoint() == PROJECT_ROOT / "models" / "vggish_model.ckpt"
+
+
+def test_require_files_names_every_missing_file(tmp_path: Path) -> None:
+    present = tmp_path / "vggish_model.ckpt"
+    present.write_bytes(b"x")
+    require_files([present])
+    with pytest.raises(MissingModelFilesError) as info:
+        require_files([present, tmp_path / "a.npz", tmp_path / "b.tflite"])
+    message = str(info.value)
+    assert isinstance(info.value, FileNotFoundError)
+    assert str(tmp_path / "a.npz") in message and str(tmp_path / "b.tflite") in message
+    assert "vggish_model.ckpt" not in message
+    assert "python -m audio.models download" in message
+    assert info.value.missing == (tmp_path / "a.npz", tmp_path / "b.tflite")
+
+
+# --- The command line, as a subprocess -------------------------------------------------
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIO_ANALYSIS_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "audio.models", *args], cwd=PROJECT_ROOT,
+                          env=full_env, capture_output=True, text=True, timeout=120)
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_cli_offline_is_a_one_line_error(tmp_path: Path) -> None:
+    result = run_cli("download", "--dir", str(tmp_path / "m"),
+                     "--base-url", f"http://127.0.0.1:{closed_port()}/audioset")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cannot reach http://127.0.0.1:")
+    assert "vggish_model.ckpt" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert files_in(tmp_path / "m") == []
+
+
+@pytest.mark.e2e
+def test_cli_env_overrides_and_corrupted_official_file(server, tmp_path: Path) -> None:
+    base, served = server
+    # The official checksums can't match what a test serves: the download must be refused.
+    served.files["vggish_model.ckpt"] = b"<html>captive portal</html>"
+    target = tmp_path / "env-models"
+    result = run_cli("download", env={"AUDIO_ANALYSIS_MODELS_DIR": str(target),
+                                      "AUDIO_ANALYSIS_DOWNLOAD_BASE_URL": base})
+    assert result.returncode == 1, result.stderr
+    assert "corrupted download was deleted" in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert [entry[0] for entry in served.log] == ["/vggish_model.ckpt"]
+    assert files_in(target) == []
+
+
+@pytest.mark.e2e
+def test_cli_http_error_and_unknown_group(server, tmp_path: Path) -> None:
+    base, _ = server
+    result = run_cli("download", "vggish", "--dir", str(tmp_path), "--base-url", base)
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"error: {base}/vggish_model.ckpt: HTTP 404 Not Found"
+    result = run_cli("download", "nonsense", "--dir", str(tmp_path), "--base-url", base)
+    assert result.returncode == 1 and "unknown group nonsense" in result.stderr
+
+
+def test_import_is_light() -> None:
+    code = ("import sys, audio.models; "
+            "print(sorted(m for m in ('tensorflow', 'keras', 'numpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=PROJECT_ROOT)
+    assert out.stdout.strip() == "[]"
