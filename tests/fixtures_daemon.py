@@ -40,19 +40,12 @@ def make_event() -> Callable[..., Event]:
     return factory
 
 
-@pytest.fixture(scope="session")
-def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped classifier bundle; while none is shipped, a random-weight FrameLevelLogisticModel
-    bundle in the same format (the daemon tests check content and format, not labels)."""
-    from yt8m.inference import resolve_bundle_path
-
-    shipped = resolve_bundle_path(None)
-    if (shipped / "config.json").is_file():
-        return shipped
+def write_random_bundle(path: Path) -> Path:
+    """A classifier bundle in the shipped format with random weights (tests and benches
+    only: the cost of running it is real, its labels mean nothing)."""
     from yt8m.models import build_model
 
-    path = tmp_path_factory.mktemp("bundle") / "random-logistic"
-    path.mkdir()
+    path.mkdir(parents=True, exist_ok=True)
     labels = ["Speech", "Music", "Dog", "Siren", "Silence", "Vehicle", "Bird", "Water"]
     model = build_model("FrameLevelLogisticModel", len(labels))
     model.save_weights(str(path / "member_0.weights.h5"))
@@ -68,3 +61,38 @@ def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
         for i, label in enumerate(labels):
             writer.writerow([i, f"/m/test{i}", label])
     return path
+
+
+def random_model_args(directory: Path) -> list[str]:
+    """daemon.py model flags for random-weight files in the official formats (benches)."""
+    from tests.fixtures_vggish import (
+        random_vggish_variables,
+        write_official_checkpoint,
+        write_pca_params,
+    )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = directory / "vggish_model.ckpt"
+    if not checkpoint.exists():
+        write_official_checkpoint(checkpoint, random_vggish_variables())
+    pca = directory / "vggish_pca_params.npz"
+    if not pca.exists():
+        write_pca_params(pca)
+    bundle = directory / "random-logistic"
+    if not (bundle / "config.json").exists():
+        write_random_bundle(bundle)
+    return ["--vggish_checkpoint", str(checkpoint), "--pca_params", str(pca),
+            "--model", str(bundle)]
+
+
+@pytest.fixture(scope="session")
+def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The shipped classifier bundle; while none is shipped, a random-weight
+    FrameLevelLogisticModel bundle in the same format (the daemon tests check content and
+    format, not labels)."""
+    from yt8m.inference import resolve_bundle_path
+
+    shipped = resolve_bundle_path(None)
+    if (shipped / "config.json").is_file():
+        return shipped
+    return write_random_bundle(tmp_path_factory.mktemp("bundle") / "random-logistic")

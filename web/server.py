@@ -234,7 +234,8 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 30  # idle keep-alive connections give their thread back
 
     def log_message(self, format: str, *args: Any) -> None:
-        logger.debug("%s %s", self.address_string(), format % args)
+        if logger.isEnabledFor(logging.DEBUG):  # skip the formatting on every request
+            logger.debug("%s %s", self.address_string(), format % args)
 
     def log_error(self, format: str, *args: Any) -> None:
         logger.info("%s %s", self.address_string(), format % args)
