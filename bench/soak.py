@@ -1,0 +1,252 @@
+"""Soak: the daemon for N minutes with the DeviceHive server restarted every minute.
+
+Goal (issue 6): zero lost (and zero duplicated) notifications, daemon RSS growth < 20 MB.
+The daemon runs as a subprocess on a wav looped at real-time pace (``--window`` second
+windows), sending to the project's DeviceHive test server (``tests/dh_server.py``) over
+WebSocket (or REST with ``--rest``); every ``--restart_every`` seconds the server goes down
+for ``--outage`` seconds. At the end every event the daemon produced (``/api/events``) is
+matched, by its unique millisecond timestamp, against the notifications the server stored.
+
+First, the idle CPU of a connected DeviceHive connection (no notifications flowing) is
+measured in this process: the tuned sink, then the library's defaults for comparison.
+
+    .venv/bin/python bench/soak.py                       # 10 minutes, real model files
+    .venv/bin/python bench/soak.py --minutes 3 --random_weights /tmp/rw
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.dh_server import DeviceHiveTestServer  # noqa: E402
+
+DEVICE = "soak-device-1"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--restart_every", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument("--outage", type=float, default=5.0, metavar="SECONDS")
+    parser.add_argument("--window", type=float, default=1.0, help="daemon --min_time")
+    parser.add_argument("--rest", action="store_true", help="REST instead of WebSocket")
+    parser.add_argument("--idle_seconds", type=float, default=10.0,
+                        help="idle-CPU measurement per variant (0 skips it)")
+    parser.add_argument("--source", default=str(ROOT / "examples" / "speech.wav"))
+    parser.add_argument("--random_weights", metavar="DIR", default=None,
+                        help="generate random-weight model files in the official formats "
+                             "in DIR and use them (the compute cost is the real one)")
+    return parser
+
+
+def _cpu_of_threads_during(seconds: float) -> float:
+    """Process CPU seconds per wall second over ``seconds`` (this process is otherwise idle)."""
+    c0, t0 = time.process_time(), time.monotonic()
+    time.sleep(seconds)
+    return (time.process_time() - c0) / (time.monotonic() - t0)
+
+
+def measure_idle_cpu(seconds: float) -> None:
+    from devicehive import DeviceHive, Handler
+
+    from audio.devicehive import DeviceHiveSettings, DeviceHiveSink
+
+    for transport in ("ws", "rest"):
+        server = DeviceHiveTestServer().start()
+        _, refresh = server.issue_tokens()
+        url = server.ws_url if transport == "ws" else server.rest_url
+        sink = DeviceHiveSink(DeviceHiveSettings(url=url, device_id=DEVICE,
+                                                 refresh_token=refresh))
+        deadline = time.monotonic() + 10
+        while sink.status()["state"] != "connected" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        tuned = _cpu_of_threads_during(seconds)
+        sink.close(timeout=0)
+
+        ready = threading.Event()
+
+        class Idle(Handler):
+            connected = ready
+
+            def handle_connect(self) -> None:
+                self.api.put_device(DEVICE)
+                self.connected.set()
+
+        hive = DeviceHive(Idle)  # the library as documented, default sleep times
+        runner = threading.Thread(target=hive.connect, args=(url,),
+                                  kwargs={"refresh_token": refresh}, daemon=True)
+        runner.start()
+        ready.wait(10)
+        time.sleep(0.5)
+        default = _cpu_of_threads_during(seconds)
+        try:
+            hive.handler.api.disconnect()
+        except Exception:
+            pass
+        runner.join(5)
+        server.stop()
+        print(f"idle CPU of a connected {transport} connection: {tuned * 100:.2f}% of a core "
+              f"(library defaults: {default * 100:.1f}%)  [target < 2%]")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _get_json(port: int, path: str) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path)
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _ms(stamp: str) -> int:
+    import datetime as dt
+
+    when = dt.datetime.strptime(stamp[:23], "%Y-%m-%dT%H:%M:%S.%f")
+    return round(when.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+
+
+def _near(sorted_values: list[int], t: int, tolerance: int = 2) -> bool:
+    import bisect
+
+    i = bisect.bisect_left(sorted_values, t - tolerance)
+    return i < len(sorted_values) and sorted_values[i] <= t + tolerance
+
+
+def soak(args: argparse.Namespace) -> int:
+    server = DeviceHiveTestServer().start()
+    _, refresh = server.issue_tokens()
+    url = server.rest_url if args.rest else server.ws_url
+    model_args: list[str] = []
+    if args.random_weights:
+        from tests.fixtures_daemon import random_model_args
+
+        model_args = random_model_args(Path(args.random_weights))
+        print("models: random weights in the official formats (cost is real, labels not)")
+    port = _free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XDG_CONFIG_HOME": str(tmp)}
+    log = open(tmp / "daemon.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "daemon.py"), "--source", args.source, "--min_time",
+         str(args.window), "--port", str(port), "--dh_url", url, "--dh_refresh_token",
+         refresh, "--dh_device_id", DEVICE, *model_args],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if _get_json(port, "/api/status")["devicehive"]["sent"] >= 1:
+                    break
+            except (OSError, ValueError, KeyError):
+                pass
+            if proc.poll() is not None:
+                print((tmp / "daemon.log").read_text()[-2000:])
+                return 1
+            time.sleep(0.5)
+        else:
+            print("daemon did not start delivering within 180 s")
+            return 1
+        time.sleep(5)  # past start-up allocations
+        rss_start = _rss_mb(proc.pid)
+        load_start = os.getloadavg()
+        started = time.monotonic()
+        end = started + args.minutes * 60
+        next_restart = started + args.restart_every
+        restarts = 0
+        rss_samples = [rss_start]
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if now >= next_restart:
+                server.stop()
+                time.sleep(args.outage)
+                server.start()
+                restarts += 1
+                next_restart += args.restart_every
+            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+            if int(time.monotonic() - started) % 10 == 0:
+                rss_samples.append(_rss_mb(proc.pid))
+        # Let everything queued go out, then compare what was produced with what arrived.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            status = _get_json(port, "/api/status")
+            if status["devicehive"]["queued"] == 0 and status["devicehive"]["state"] == \
+                    "connected":
+                break
+            time.sleep(0.5)
+        events = _get_json(port, "/api/events?limit=1000")["events"]
+        status = _get_json(port, "/api/status")
+        rss_end = _rss_mb(proc.pid)
+        load_end = os.getloadavg()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        server.stop()
+    notes = server.device_notifications(DEVICE)
+    stamps = [_ms(n["timestamp"]) for n in notes]
+    produced = sorted(round(e["timestamp"] * 1000) for e in events)
+    delivered = sorted(set(stamps))
+    # The sink makes timestamps strictly increasing (+1 ms on a tie): match within 2 ms.
+    lost = [t for t in produced if not _near(delivered, t)]
+    oldest = produced[0] if produced else 0
+    unexpected = [t for t in delivered if t >= oldest - 2 and not _near(produced, t)]
+    duplicates = len(stamps) - len(set(stamps))
+    in_order = stamps == sorted(stamps)
+    covered = len(events) < 1000 and events[-1]["id"] == 1 if events else False
+    print(f"soak: {args.minutes:g} min, DeviceHive over {'REST' if args.rest else 'WebSocket'}, "
+          f"server restarted {restarts}× ({args.outage:g} s outage each)")
+    print(f"  events produced {status['events']['total']}, checked {len(events)}"
+          f"{' (all)' if covered else ' (the last 1000)'}, notifications stored {len(notes)}")
+    print(f"  lost {len(lost)}  duplicated {duplicates}  unexpected {len(unexpected)}  in order {in_order}  "
+          f"dropped by the queue {status['devicehive']['dropped']}  [target 0 lost]")
+    print(f"  reconnects {status['devicehive']['reconnects']}, "
+          f"loop errors {status['loop'].get('errors')}")
+    print(f"  RSS {rss_start:.1f} MB → {rss_end:.1f} MB (growth {rss_end - rss_start:+.1f} MB, "
+          f"max {max([*rss_samples, rss_end]):.1f})  [target < 20 MB]")
+    print(f"  load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
+          f"({os.cpu_count()} CPUs)")
+    return 0 if not lost and not duplicates and not unexpected and in_order else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.idle_seconds > 0:
+        measure_idle_cpu(args.idle_seconds)
+    if args.minutes <= 0:
+        return 0
+    return soak(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
