@@ -239,3 +239,14 @@ def test_port_in_use_fails_in_one_line(tmp_path):
                                 timeout=60)
     assert result.returncode == 2 and "cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_non_loopback_bind_warns(tmp_path):
+    # The models are missing on purpose: the daemon warns on binding, then exits cleanly.
+    result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
+                             "--host", "0.0.0.0", "--port", "0", "--source", str(WAV),
+                             "--model", str(tmp_path / "no-such-bundle")],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert "reachable from the network" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "daemon.py: error:" in result.stderr  # which model files are missing, one line
