@@ -180,3 +180,49 @@ def write_test_wav(path: Path, samples: np.ndarray, rate: int, subtype: str = "P
 
     soundfile.write(str(path), samples, rate, subtype=subtype, format=format_)
     return path
+
+
+# --------------------------------------------------------------------------------------
+# The application's model files in tests: Google's formats with random VGGish weights
+# (tests.fixtures_vggish) and the project's shipped classifier bundle.
+# --------------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def app_model_env(vggish_checkpoint: Path, pca_params_file: Path) -> dict[str, str]:
+    """Environment variables that point the application at the fixture VGGish files.
+
+    The classifier is the shipped default bundle (or ``$AUDIO_ANALYSIS_MODEL`` when set):
+    a missing bundle is a real failure, not a skip.
+    """
+    from audio.config import PCA_PARAMS_ENV, VGGISH_CHECKPOINT_ENV
+    from yt8m.inference import CONFIG_FILE, resolve_bundle_path
+
+    bundle = resolve_bundle_path(None)
+    if not (bundle / CONFIG_FILE).is_file():
+        pytest.fail(f"classifier bundle missing: {bundle}", pytrace=False)
+    return {VGGISH_CHECKPOINT_ENV: str(vggish_checkpoint), PCA_PARAMS_ENV: str(pca_params_file)}
+
+
+@pytest.fixture(scope="session")
+def app_settings(vggish_checkpoint: Path, pca_params_file: Path, app_model_env):
+    from audio.config import Settings
+
+    return Settings(vggish_checkpoint=vggish_checkpoint, pca_params=pca_params_file)
+
+
+@pytest.fixture(scope="session")
+def wav_processor(app_settings):
+    """A loaded ``WavProcessor`` (fixture VGGish + shipped bundle), shared by the session."""
+    from audio.pipeline import WavProcessor
+
+    processor = WavProcessor(app_settings).load()
+    yield processor
+    processor.close()
+
+
+def script_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for running the entry scripts as subprocesses from the project root."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.update(extra or {})
+    return env
