@@ -98,13 +98,13 @@ class DownloadError(RuntimeError):
 class MissingModelFilesError(FileNotFoundError):
     """Model files the command needs are absent; the message says how to fetch them."""
 
-    def __init__(self, missing: Sequence[Path]) -> None:
+    def __init__(self, missing: Sequence[Path], group: str | None = None) -> None:
         self.missing = tuple(missing)
+        command = f"{DOWNLOAD_COMMAND} {group}" if group else DOWNLOAD_COMMAND
         names = ", ".join(str(p) for p in self.missing)
         super().__init__(f"missing model file{'s' if len(self.missing) > 1 else ''}: {names} "
-                         f"(run `{DOWNLOAD_COMMAND}` to fetch them, or point the "
-                         f"--vggish-checkpoint/--pca-params flags or ${VGGISH_CHECKPOINT_ENV}/"
-                         f"${PCA_PARAMS_ENV} at existing copies)")
+                         f"(run `{command}` to fetch them, or point the command's flags or "
+                         f"environment variables at existing copies)")
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -131,11 +131,15 @@ def resolve_pca_params(override: str | os.PathLike[str] | None = None) -> Path:
     return _resolve(override, PCA_PARAMS_ENV, VGGISH_PCA_PARAMS.filename)
 
 
-def require_files(paths: Iterable[str | os.PathLike[str]]) -> None:
-    """Raise :class:`MissingModelFilesError` naming every path that isn't a file."""
+def require_files(paths: Iterable[str | os.PathLike[str]], group: str | None = None) -> None:
+    """Raise :class:`MissingModelFilesError` naming every path that isn't a file.
+
+    ``group`` (e.g. ``"yamnet"``) makes the message name ``download <group>``; without it
+    the message names plain ``download`` (the VGGish files).
+    """
     missing = [Path(p) for p in paths if not Path(p).is_file()]
     if missing:
-        raise MissingModelFilesError(missing)
+        raise MissingModelFilesError(missing, group)
 
 
 # --- Downloading ----------------------------------------------------------------------

@@ -267,6 +267,8 @@ def test_require_files_names_every_missing_file(tmp_path: Path) -> None:
     assert "vggish_model.ckpt" not in message
     assert "python -m audio.models download" in message
     assert info.value.missing == (tmp_path / "a.npz", tmp_path / "b.tflite")
+    with pytest.raises(MissingModelFilesError, match=r"`python -m audio\.models download yamnet`"):
+        require_files([tmp_path / "yamnet.tflite"], group="yamnet")
 
 
 # --- The command line, as a subprocess -------------------------------------------------

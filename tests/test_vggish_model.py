@@ -220,6 +220,12 @@ def test_garbage_file_is_not_a_checkpoint(tmp_path: Path) -> None:
     path.write_bytes(b"<html>Not Found</html>" * 50)
     with pytest.raises(CheckpointError, match="not a TensorFlow"):
         load_vggish(path)
+    # A truncated checkpoint (an interrupted copy) is refused the same way.
+    small = write_official_checkpoint(tmp_path / "small.ckpt", {
+        "vggish/conv1/weights": np.ones((3, 3, 1, 64), np.float32)}, write_index=False)
+    small.write_bytes(small.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a TensorFlow"):
+        load_vggish(small)
 
 
 def test_missing_file_and_directory(tmp_path: Path) -> None:
