@@ -100,8 +100,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from audio.backends import model_file_errors
     from audio.loop import ProcessingLoop
     from audio.pipeline import WavProcessor
-    from audio.sources import DeviceNotFoundError, MicrophoneSource, SourceError
+    from audio.sources import (
+        DeviceNotFoundError,
+        MicrophoneSource,
+        SourceError,
+        check_input_device,
+    )
 
+    try:
+        check_input_device(settings.device)
+    except SourceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(exc, DeviceNotFoundError) else EXIT_FAILURE
     processor = WavProcessor(settings)
     try:
         # Models first: the microphone starts only when windows can be classified.

@@ -81,6 +81,19 @@ def list_input_devices() -> list[dict[str, Any]]:
         pa.terminate()
 
 
+def check_input_device(device: str | int | None) -> str:
+    """The name of the input device ``device`` designates (None: the default one).
+
+    Lets a script reject a bad ``--device`` before it spends seconds loading models.
+    Raises ``DeviceNotFoundError`` / ``SourceError``.
+    """
+    pa = _pyaudio().PyAudio()
+    try:
+        return str(_find_device(pa, device)["name"])
+    finally:
+        pa.terminate()
+
+
 def _find_device(pa: Any, device: str | int | None) -> dict[str, Any]:
     if device is None:
         try:
