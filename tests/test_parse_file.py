@@ -1,0 +1,223 @@
+"""parse_file.py end to end, as a subprocess: formats, timeline, count, every bad input.
+
+VGGish weights are random (fixture checkpoint in the official format) and the
+classifier is the shipped bundle: the tests check format and behaviour, not labels.
+Runs that only meet bad files never load a model, so they are fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio.io import write_wav
+from tests.fixtures_audio import script_env, write_test_wav
+
+PROJECT = Path(__file__).resolve().parent.parent
+SCRIPT = PROJECT / "parse_file.py"
+RATE = 16000
+LINE = re.compile(r"^[^:]+: \d\.\d\d(, [^:]+: \d\.\d\d)*$")
+
+
+def run(args: list[str], env: dict[str, str] | None = None, timeout: float = 300
+        ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, env=script_env(env), cwd=PROJECT)
+
+
+def _errors(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error: ")]
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Good clips (several encodings/rates) and every kind of bad input."""
+    rng = np.random.default_rng(7)
+    d = tmp_path_factory.mktemp("clips")
+    t = np.arange(int(6 * RATE)) / RATE
+    # Alternating 1.92 s of noise and of near-silence: window scores that differ.
+    gate = (np.floor(t / 1.92) % 2 == 0).astype(float)
+    bursts = np.clip(rng.standard_normal(t.shape[0]) * 0.3 * gate + 0.001, -1, 1)
+    clips = {
+        "bursts": write_wav(d / "bursts.wav", bursts, RATE),
+        "stereo44k_24bit": write_test_wav(d / "stereo.wav", np.stack(
+            [bursts[:RATE * 3], bursts[RATE:RATE * 4]], axis=1).repeat(2, axis=0)[:44100 * 3],
+            44100, "PCM_24"),
+        "flac": write_test_wav(d / "clip.flac", bursts[:RATE * 3], RATE, "PCM_16", "FLAC"),
+    }
+    missing = d / "missing.wav"
+    text = d / "notes.txt"
+    text.write_text("not audio\n" * 100)
+    truncated = write_wav(d / "truncated.wav", bursts[:RATE * 2], RATE)
+    truncated.write_bytes(truncated.read_bytes()[:44 + RATE])
+    zero = write_wav(d / "zero.wav", np.zeros(0, dtype=np.int16), RATE)
+    short = write_wav(d / "short.wav", bursts[:RATE // 2], RATE)
+    nan = np.full(RATE * 2, 0.1, dtype=np.float32)
+    nan[RATE + 5] = np.nan
+    clips.update({
+        "missing": missing, "directory": d, "text": text, "truncated": truncated,
+        "zero": zero, "short": short,
+        "nan": write_test_wav(d / "nan.wav", nan, RATE, "FLOAT"),
+    })
+    return clips
+
+
+BAD = {  # name → a fragment of its one-line message
+    "missing": "no such file",
+    "directory": "is a directory",
+    "text": "not an audio file",
+    "truncated": "truncated WAV",
+    "zero": "zero length",
+    "short": "shorter than the 0.975 s",
+}
+
+
+def test_help_is_instant_and_imports_no_tensorflow():
+    code = ("import sys, parse_file, capture; parse_file.build_parser(); "
+            "capture.build_parser(); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules, 'resampy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=script_env(), cwd=PROJECT, timeout=60)
+    assert out.stdout.split() == ["False", "False", "False"], out.stderr
+    helped = run(["--help"], timeout=60)
+    assert helped.returncode == 0 and "--timeline" in helped.stdout
+
+
+@pytest.mark.e2e
+def test_every_bad_input_exits_2_with_a_one_line_message(clips):
+    """Without a single good file, no model is loaded: this run needs no model files."""
+    names = list(BAD)
+    result = run([clips[n] for n in names], env={"AUDIO_ANALYSIS_VGGISH_CHECKPOINT":
+                                                 "/nonexistent/vggish_model.ckpt"})
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    errors = _errors(result.stderr)
+    assert len(errors) == len(names)
+    for name, line in zip(names, errors, strict=True):
+        assert BAD[name] in line and str(clips[name]) in line
+    assert result.stdout == ""
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", list(BAD))
+def test_each_bad_input_alone(clips, name):
+    result = run([clips[name]])
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and BAD[name] in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_text_output_good_files_processed_despite_bad_ones(clips, app_model_env):
+    files = [clips["bursts"], clips["missing"], clips["stereo44k_24bit"], clips["nan"],
+             clips["flac"]]
+    result = run(files, env=app_model_env)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stdout.splitlines()
+    assert [line.split(": ", 1)[0] for line in lines] == [
+        str(clips["bursts"]), str(clips["stereo44k_24bit"]), str(clips["flac"])]
+    for line in lines:
+        body = line.split(": ", 1)[1]
+        assert LINE.match(body) or body.startswith("no class scored above"), line
+        scores = [float(s) for s in re.findall(r": (\d\.\d\d)", body)]
+        assert scores == sorted(scores, reverse=True) and len(scores) <= 20
+    errors = _errors(result.stderr)
+    assert len(errors) == 2
+    assert "no such file" in errors[0] and "NaN" in errors[1]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_json_timeline_and_count_contract(clips, app_model_env):
+    path = clips["bursts"]
+    result = run([path, clips["missing"], "--format", "json", "--timeline", "--top_k", "600",
+                  "--threshold", "0"], env=app_model_env)
+    assert result.returncode == 2
+    good, bad = (json.loads(line) for line in result.stdout.splitlines())
+    assert bad == {"file": str(clips["missing"]), "error": bad["error"]}
+    assert "no such file" in bad["error"]
+    assert good["file"] == str(path)
+    scores = [p["score"] for p in good["predictions"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) > 100
+    windows = good["windows"]
+    assert len(windows) == 6
+    for i, w in enumerate(windows):
+        assert w["start"] == pytest.approx(0.96 * i) and w["end"] == pytest.approx(0.96 * (i + 1))
+        assert {"label", "score"} <= set(w["predictions"][0])
+    # --count: pick the label whose window scores vary most, a threshold between them,
+    # and check the events are the runs of windows above it.
+    table: dict[str, list[float]] = {}
+    for w in windows:
+        for p in w["predictions"]:
+            table.setdefault(p["label"], []).append(p["score"])
+    def gap(k: str) -> float:
+        ordered = np.sort(table[k])
+        return float(ordered[3] - ordered[2])
+
+    label = max((k for k, v in table.items() if len(v) == 6), key=gap)
+    assert gap(label) > 1e-5
+    values = np.array(table[label])
+    ordered = np.sort(values)
+    threshold = float(np.round((ordered[2] + ordered[3]) / 2, 7))
+    flags = [v > threshold for v in values]
+    expected = sum(1 for i, f in enumerate(flags) if f and (i == 0 or not flags[i - 1]))
+    counted = run([path, "--format", "json", "--count", label, "--threshold", str(threshold)],
+                  env=app_model_env)
+    assert counted.returncode == 0, counted.stderr
+    obj = json.loads(counted.stdout)
+    assert obj["count"]["label"] == label and obj["count"]["events"] == expected
+    assert len(obj["count"]["intervals"]) == expected
+    assert "windows" not in obj  # --count alone does not print the timeline
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_csv_and_text_timeline_and_no_class_message(clips, app_model_env):
+    result = run([clips["bursts"], "--format", "csv", "--timeline", "--window", "1.92",
+                  "--top_k", "3"], env=app_model_env)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert set(rows[0]) == {"file", "scope", "start", "end", "rank", "label", "score", "error"}
+    windows = sorted({(r["start"], r["end"]) for r in rows if r["scope"] == "window"})
+    assert windows == [("0.000", "1.920"), ("1.920", "3.840"), ("3.840", "5.760")]
+    assert all(int(r["rank"]) <= 3 for r in rows if r["rank"])
+    quiet = run([clips["bursts"], "--threshold", "0.999", "--timeline", "--count", "speech"],
+                env=app_model_env)
+    assert quiet.returncode == 0, quiet.stderr
+    lines = quiet.stdout.splitlines()
+    assert lines[0] == "no class scored above the threshold 0.999"
+    assert len(lines) == 1 + 6 + 1
+    assert all(line.strip().endswith("no class scored above the threshold 0.999")
+               for line in lines[1:7])
+    assert lines[-1] == "Speech: 0 events"
+
+
+@pytest.mark.e2e
+def test_missing_model_files_exit_1_and_say_how_to_get_them(clips, tmp_path):
+    result = run([clips["bursts"]], env={
+        "AUDIO_ANALYSIS_VGGISH_CHECKPOINT": str(tmp_path / "vggish_model.ckpt"),
+        "AUDIO_ANALYSIS_PCA_PARAMS": str(tmp_path / "vggish_pca_params.npz")})
+    assert result.returncode == 1
+    errors = _errors(result.stderr)
+    assert len(errors) == 1 and "python -m audio.models download" in errors[0]
+    assert "vggish_model.ckpt" in errors[0] and "Traceback" not in result.stderr
+
+
+@pytest.mark.e2e
+def test_usage_errors(clips):
+    result = run([clips["bursts"], "--top_k", "0"])
+    assert result.returncode == 2 and _errors(result.stderr) == [
+        "error: --top_k must be at least 1, got 0"]
+    result = run([clips["bursts"], "--backend", "nope"])
+    assert result.returncode == 2 and "invalid choice" in result.stderr
