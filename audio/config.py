@@ -3,7 +3,8 @@
 Every entry script (``parse_file.py``, ``capture.py``, ``daemon.py``) builds one
 ``Settings`` from its command line and the environment, and passes it down; nothing
 below the scripts reads ``os.environ`` or argparse itself. Precedence: a command-line
-flag, then the environment variable, then the default.
+flag, then the environment variable, then the default (for ``--threshold``: a detector
+bundle's tuned threshold when ``--model`` names one, else 0.1).
 
 Environment variables:
 
@@ -115,6 +116,13 @@ class Settings:
             values["save_path"] = Path(save_path).expanduser()
         model = getattr(args, "model", None) or env.get(MODEL_ENV) or None
         values["model"] = model
+        if "threshold" not in values and model:
+            # A detector trained by audio.train_custom carries its tuned threshold.
+            from audio.heads import bundle_threshold
+
+            tuned = bundle_threshold(model)
+            if tuned is not None:
+                values["threshold"] = tuned
         values["vggish_checkpoint"] = _path_or_env(getattr(args, "vggish_checkpoint", None),
                                                    env.get(VGGISH_CHECKPOINT_ENV))
         values["pca_params"] = _path_or_env(getattr(args, "pca_params", None),
