@@ -369,3 +369,22 @@ def load_classifier(name_or_path: str | os.PathLike[str] | None, prefer_tflite: 
             logger.info("classifier %s: using its TFLite export %s", path, exported)
             return TFLiteBundle(path, exported)
     return load_bundle(path)
+
+
+def bundle_threshold(name_or_path: str | os.PathLike[str] | None) -> float | None:
+    """The decision threshold a detector bundle was tuned with, else None.
+
+    Reads only ``config.json`` (cheap: the entry scripts call it while parsing flags).
+    """
+    if not name_or_path:
+        return None
+    from yt8m.inference import resolve_bundle_path
+
+    try:
+        config = json.loads((resolve_bundle_path(name_or_path) / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict) or config.get("format") != HEAD_FORMAT:
+        return None
+    value = config.get("threshold")
+    return float(value) if isinstance(value, (int, float)) and 0 <= value < 1 else None
