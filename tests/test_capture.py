@@ -1,0 +1,137 @@
+"""capture.py end to end through a real PyAudio → ALSA → PulseAudio path.
+
+A private PulseAudio daemon's pipe source is the default microphone
+(``tests.fixtures_audio.virtual_microphone``); the test plays a known signal into it in
+real time, runs ``capture.py --save_path`` as a subprocess, interrupts it with Ctrl-C
+(SIGINT), and checks that every saved window is the played audio (cross-correlation)
+and that predictions were logged for every window.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from audio.io import read_audio
+from tests.fixtures_audio import chirps_and_noise, script_env
+
+PROJECT = Path(__file__).resolve().parent.parent
+SCRIPT = PROJECT / "capture.py"
+RATE = 16000
+
+
+def _best_match(played: np.ndarray, window: np.ndarray) -> tuple[int, float]:
+    """Lag of ``window`` in ``played`` and the normalised cross-correlation there."""
+    n = len(played) + len(window)
+    size = 1 << (n - 1).bit_length()
+    corr = np.fft.irfft(np.fft.rfft(played, size) * np.conj(np.fft.rfft(window, size)), size)
+    lag = int(np.argmax(corr[:len(played) - len(window) + 1]))
+    segment = played[lag:lag + len(window)]
+    score = float(np.dot(segment, window) / (np.linalg.norm(segment) * np.linalg.norm(window)))
+    return lag, score
+
+
+def test_save_path_must_be_an_existing_directory(tmp_path):
+    for path, message in ((tmp_path / "nope", "does not exist"),
+                          (Path(__file__), "is not a directory")):
+        result = subprocess.run([sys.executable, str(SCRIPT), "-s", str(path)],
+                                capture_output=True, text=True, env=script_env(), cwd=PROJECT,
+                                timeout=60)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [f"error: save path {path} {message}"]
+
+
+def test_min_time_above_max_time_is_a_usage_error():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--min_time", "8", "--max_time", "7"],
+                            capture_output=True, text=True, env=script_env(), cwd=PROJECT,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "--max_time (7.0) must not be less than --min_time (8.0)" in result.stderr
+
+
+@pytest.mark.e2e
+def test_list_devices_and_unknown_device(virtual_microphone):
+    listed = subprocess.run([sys.executable, str(SCRIPT), "--list_devices"], capture_output=True,
+                            text=True, env=script_env(virtual_microphone.env()), cwd=PROJECT,
+                            timeout=60)
+    assert listed.returncode == 0
+    assert re.search(r"^\*\s+\d+\s+\S", listed.stdout, re.M), listed.stdout  # a default input
+    unknown = subprocess.run([sys.executable, str(SCRIPT), "--device", "no-such-microphone"],
+                             capture_output=True, text=True,
+                             env=script_env(virtual_microphone.env()), cwd=PROJECT, timeout=60)
+    assert unknown.returncode == 2
+    assert "error: no input device 'no-such-microphone'" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_capture_saves_what_the_microphone_heard_and_logs_predictions(
+        virtual_microphone, app_model_env, tmp_path, rng):
+    save = tmp_path / "records"
+    save.mkdir()
+    played = chirps_and_noise(9.0, rng)
+    pcm = np.round(played * 32767).astype(np.int16)
+    env = script_env({**virtual_microphone.env(), **app_model_env})
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--min_time", "2", "--max_time", "3",
+                             "--save_path", str(save)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=PROJECT)
+    log: list[str] = []
+    started = threading.Event()
+
+    def read_log() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.append(line)
+            if "Start recording" in line:
+                started.set()
+
+    reader = threading.Thread(target=read_log, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(240), "capture.py did not start:\n" + "".join(log[-30:])
+        virtual_microphone.play(pcm)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the last full window's predictions
+            if sum("Predictions [" in line for line in log) >= 3:
+                break
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+    text = "".join(log)
+    assert proc.returncode == 0, text[-3000:]
+    assert "Traceback" not in text
+    saved = sorted(save.glob("record_*.wav"))
+    predictions = [line for line in log if "Predictions [" in line]
+    assert len(saved) >= 3 and len(predictions) == len(saved), text[-3000:]
+    for line in predictions:
+        body = line.split("]: ", 1)[1].strip()
+        assert re.fullmatch(r"[^:]+: \d\.\d\d(, [^:]+: \d\.\d\d)*", body) or \
+            body == "no class above the threshold", body
+    assert re.search(r"Stopped: \d+ windows processed, 0 dropped, 0 errors", text)
+    lags = []
+    for path in saved:
+        audio, rate = read_audio(path)
+        assert rate == RATE and 2.0 <= len(audio) / RATE <= 3.0
+        lag, score = _best_match(pcm / 32768.0, audio.astype(np.float64))
+        assert score > 0.999, (path.name, score)
+        lags.append(lag)
+        np.testing.assert_array_equal(np.round(audio * 32768).astype(np.int16),
+                                      pcm[lag:lag + len(audio)])
+    # Consecutive windows follow each other without a gap.
+    lengths = [len(read_audio(p)[0]) for p in saved]
+    assert lags[0] == 0
+    for i in range(1, len(lags)):
+        assert lags[i] == lags[i - 1] + lengths[i - 1]
