@@ -320,7 +320,7 @@ def _make_tensorboard(log_dir: Path, optimizer, every_steps: int):
     class Board(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             step = int(optimizer.iterations.numpy())
-            if logs and "loss" in logs and step % every_steps == 0:
+            if logs and "loss" in logs and (step % every_steps == 0 or step == 1):
                 write("train/loss", logs["loss"], step)
 
         def on_epoch_end(self, epoch, logs=None):
@@ -359,6 +359,9 @@ def _split(clips, fraction: float, seed: int):
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Run (or resume) training; returns the final state dict."""
     t_process = time.monotonic()
+    from yt8m import provenance
+
+    git_at_start = provenance.git_commit()  # the code that actually ran
     if not args.frame_features:
         raise TrainError("only frame-level features are supported (--frame_features)")
     if "," in args.feature_names or "," in args.feature_sizes:
@@ -373,7 +376,6 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     tf.config.threading.set_inter_op_parallelism_threads(args.num_threads)
     import keras
 
-    from yt8m import provenance
     from yt8m.models import build_model, make_hparams
     from yt8m.reader import ReaderConfig, load_clips_cached
 
@@ -457,7 +459,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "command": [sys.executable, "-m", "yt8m.train", *sys.argv[1:]] if args.argv is None
         else ["python", "-m", "yt8m.train", *args.argv],
         "date": provenance.now(),
-        "git": provenance.git_commit(),
+        "git": git_at_start,
         "machine": provenance.machine(),
         "load_average_at_start": [round(x, 2) for x in load_avg_start],
         "train_data": {"pattern": args.train_data_pattern, "clips": len(clips),
