@@ -221,3 +221,17 @@ def test_usage_errors(clips):
         "error: --top_k must be at least 1, got 0"]
     result = run([clips["bursts"], "--backend", "nope"])
     assert result.returncode == 2 and "invalid choice" in result.stderr
+
+
+def test_console_script_dispatches_to_the_scripts():
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "audio.cli", *args], capture_output=True,
+                              text=True, env=script_env(), cwd=PROJECT, timeout=60)
+
+    assert "parse-file" in cli("--help").stdout
+    helped = cli("parse-file", "--help")
+    assert helped.returncode == 0 and "--timeline" in helped.stdout
+    assert "--min_time" in cli("capture", "--help").stdout
+    assert "download" in cli("download", "--help").stdout
+    unknown = cli("frobnicate")
+    assert unknown.returncode == 2 and "unknown command" in unknown.stderr

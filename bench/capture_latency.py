@@ -1,0 +1,127 @@
+"""Benchmark: capture latency, from the end of a microphone window to its prediction.
+
+Target (issue 5): ≤ 0.5 s. Measured through the real capture path: a private PulseAudio
+daemon whose pipe source is the default input (``tests.fixtures_audio``), PyAudio in
+callback mode, ``MicrophoneSource`` → ``ProcessingLoop`` → ``WavProcessor``. The audio
+is written into the pipe at real-time pace. For every window the delay is
+``time of the prediction − time its last 0.1 s chunk reached PortAudio's callback``
+(``Event.timestamp``), i.e. waiting in the queue + classification, as a user
+experiences it. PulseAudio's own buffering before the callback is not included.
+
+Without Google's checkpoint in ``models/`` a random-weight checkpoint in the official
+format is written to a temporary directory (the output says so); timing does not depend
+on weight values. Prints the load average: other processes distort the figures.
+
+    .venv/bin/python bench/capture_latency.py [--seconds 40] [--min_time 5] [--max_time 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+OFFICIAL_CHECKPOINT_BYTES = 291_108_469
+
+
+def model_files(workdir: Path) -> tuple[Path, Path, str]:
+    """Google's files when present, else random-weight files in the official format."""
+    from audio.models import resolve_pca_params, resolve_vggish_checkpoint
+
+    checkpoint, pca = resolve_vggish_checkpoint(None), resolve_pca_params(None)
+    if checkpoint.is_file() and pca.is_file():
+        official = checkpoint.stat().st_size == OFFICIAL_CHECKPOINT_BYTES
+        kind = "the size of Google's checkpoint" if official else "NOT Google's checkpoint"
+        return checkpoint, pca, f"{checkpoint} ({kind})"
+    from tests.fixtures_vggish import (
+        random_vggish_variables,
+        write_official_checkpoint,
+        write_pca_params,
+    )
+
+    print("writing a random-weight VGGish checkpoint in the official format ...", flush=True)
+    checkpoint = write_official_checkpoint(workdir / "vggish_model.ckpt",
+                                           random_vggish_variables(), write_index=False)
+    pca = write_pca_params(workdir / "vggish_pca_params.npz")
+    return checkpoint, pca, ("RANDOM-WEIGHT checkpoint in the official format (Google's "
+                             "is not downloaded; timing does not depend on weight values)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=40.0, help="audio played")
+    parser.add_argument("--min_time", type=float, default=5.0)
+    parser.add_argument("--max_time", type=float, default=7.0)
+    args = parser.parse_args(argv)
+
+    from audio.config import Settings
+    from audio.events import Event
+    from audio.loop import ProcessingLoop
+    from audio.pipeline import WavProcessor
+    from audio.sinks import CallbackSink
+    from audio.sources import MicrophoneSource
+    from tests.fixtures_audio import (
+        chirps_and_noise,
+        start_virtual_microphone,
+        stop_virtual_microphone,
+    )
+
+    with tempfile.TemporaryDirectory(prefix="bench_capture_") as tmp:
+        work = Path(tmp)
+        checkpoint, pca, note = model_files(work)
+        print(f"model files: {note}")
+        processor = WavProcessor(Settings(vggish_checkpoint=checkpoint, pca_params=pca)).load()
+        # Warm-up: the first call traces the TensorFlow functions.
+        processor.predict(np.zeros(16000 * 2, np.float32), 16000)
+        mic = start_virtual_microphone(work / "pulse")
+        try:
+            for key, value in mic.env({}).items():
+                os.environ[key] = value
+            delays: list[float] = []
+            lengths: list[float] = []
+
+            def record(event: Event) -> None:
+                delays.append(time.time() - event.timestamp)
+                lengths.append(event.end - event.start)
+
+            source = MicrophoneSource(args.min_time, args.max_time)
+            source.open()
+            loop = ProcessingLoop(source, processor, [CallbackSink(record)])
+            thread = loop.start()
+            print(f"CPUs: {os.cpu_count()}; load average before: {os.getloadavg()}")
+            pcm = np.round(chirps_and_noise(args.seconds, np.random.default_rng(0)) * 32767)
+            player = threading.Thread(target=mic.play, args=(pcm.astype(np.int16),))
+            player.start()
+            player.join()
+            time.sleep(1.0)
+            loop.stop()
+            thread.join(timeout=30)
+        finally:
+            stop_virtual_microphone(mic)
+            processor.close()
+    stats = loop.stats()
+    if not delays:
+        print("no window was classified")
+        return 1
+    print(f"\n{len(delays)} windows of {min(lengths):.2f}-{max(lengths):.2f} s "
+          f"(min_time {args.min_time}, max_time {args.max_time}); dropped "
+          f"{stats['windows_dropped']}")
+    print(f"delay end of window → prediction: median {statistics.median(delays) * 1000:.0f} ms, "
+          f"max {max(delays) * 1000:.0f} ms (target ≤ 500 ms)")
+    print(f"load average after: {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
