@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.fixtures_yt8m",
     "tests.fixtures_frontend",
     "tests.fixtures_audio",
+    "tests.fixtures_edge",
 ]
 
 
