@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 
@@ -249,3 +250,55 @@ def test_build_notification_formats(make_event):
     assert note.name == "x" and set(note.parameters) == {"predictions", "timestamp", "window"}
     legacy = build_notification(event, 1, "2026-01-01T00:00:00.000", "x", legacy=True)
     assert legacy.parameters is None and json.loads(legacy.name)[0][0] == "Speech"
+
+
+def _rest(server: DeviceHiveTestServer, method: str, path: str, body=None, token=None):
+    import http.client
+
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        conn.request(method, "/api/rest" + path,
+                     body=None if body is None else json.dumps(body), headers=headers)
+        response = conn.getresponse()
+        data = response.read()
+        return response.status, json.loads(data) if data else None
+    finally:
+        conn.close()
+
+
+def test_test_server_speaks_the_documented_rest_protocol():
+    """The test server itself: status codes, token expiry, 401s (what the sink relies on)."""
+    server = DeviceHiveTestServer(access_ttl=0.5).start()
+    try:
+        assert _rest(server, "POST", "/token", {"login": "dhadmin", "password": "bad"})[0] == 401
+        code, tokens = _rest(server, "POST", "/token",
+                             {"login": "dhadmin", "password": "dhadmin_#911"})
+        assert code == 201 and set(tokens) == {"accessToken", "refreshToken"}
+        access = tokens["accessToken"]
+        header, payload, _ = access.split(".")
+        import base64
+
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=="))["payload"]
+        assert claims["t"] == 1 and claims["u"] == "dhadmin" and claims["e"] > 0
+        assert json.loads(base64.urlsafe_b64decode(header + "=="))["alg"] == "HS256"
+        assert _rest(server, "GET", "/info")[1]["apiVersion"]
+        assert _rest(server, "PUT", "/device/dev-9", {"name": "x"}, access)[0] == 204
+        assert _rest(server, "PUT", "/device/dev-9", {"name": "x"}, access + "x")[0] == 401
+        assert _rest(server, "PUT", "/device/bad_id!", {"name": "x"}, access)[0] == 400
+        code, device = _rest(server, "GET", "/device/dev-9", token=access)
+        assert code == 200 and device["id"] == "dev-9" and device["name"] == "x"
+        code, note = _rest(server, "POST", "/device/dev-9/notification",
+                           {"notification": "n", "parameters": {"a": 1}}, access)
+        assert code == 201 and set(note) == {"id", "timestamp"}
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}", note["timestamp"])
+        time.sleep(0.7)  # the access token expires
+        code, error = _rest(server, "GET", "/device/dev-9", token=access)
+        assert code == 401 and "expired" in error["message"]
+        code, fresh = _rest(server, "POST", "/token/refresh",
+                            {"refreshToken": tokens["refreshToken"]})
+        assert code == 201 and _rest(server, "GET", "/device/dev-9",
+                                     token=fresh["accessToken"])[0] == 200
+        assert _rest(server, "POST", "/token/refresh", {"refreshToken": access})[0] == 401
+    finally:
+        server.stop()
