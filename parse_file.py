@@ -2,7 +2,7 @@
 """Classify the sounds in audio files: ``Speech: 0.75, Music: 0.12, ...`` per file.
 
     python parse_file.py FILE [FILE...] [--timeline [--window S]] [--count LABEL]
-                         [--format text|json|csv] [--top_k N] [--threshold P]
+                         [--format text|json|csv] [--top_k N] [--threshold P] [--plot OUT.png]
                          [--model NAME_OR_PATH] [--vggish_checkpoint P] [--pca_params P]
 
 Exit codes: 0 all files classified; 2 a file could not be read (the others are still
@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", metavar="LABEL", default=None,
                         help="count separate occurrences of a class: consecutive timeline "
                              "windows scoring above the threshold form one event")
+    parser.add_argument("--plot", metavar="OUT.png", default=None,
+                        help="also draw the log-mel spectrogram with the top classes' scores "
+                             "over time beneath it (with several files: OUT-<file>.png)")
     parser.add_argument("--aggregate", choices=AGGREGATE_CHOICES, default=None,
                         help="how window scores of files longer than the classifier's 300 "
                              "frames are combined (default: frame-weighted mean)")
@@ -160,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     writer = _Writer(args.format, len(args.files) > 1, settings.threshold,
                      args.timeline, sys.stdout)
-    need_windows = args.timeline or args.count is not None
+    need_windows = args.timeline or args.count is not None or args.plot is not None
     status = EXIT_OK
     model_errors = model_file_errors()
     with WavProcessor(settings) as processor:
@@ -186,7 +189,27 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"error: {exc}", file=sys.stderr)
                 return EXIT_BAD_INPUT
             writer.result(path, result, count)
+            if args.plot is not None and not _plot(args.plot, path, result, processor.labels,
+                                                   settings.threshold, len(args.files) > 1):
+                status = EXIT_BAD_INPUT
     return status
+
+
+def _plot(out: str, path: str, result: Any, labels: Sequence[str], threshold: float,
+          several: bool) -> bool:
+    from pathlib import Path
+
+    from audio.plot import plot_file
+
+    target = Path(out)
+    if several:
+        target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix or '.png'}")
+    try:
+        plot_file(target, path, result, labels, threshold)
+    except OSError as exc:  # unwritable destination: the classification still stands
+        print(f"error: cannot write plot {target}: {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 if __name__ == "__main__":
