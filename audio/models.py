@@ -82,8 +82,31 @@ VGGISH_PCA_PARAMS = ModelFile(
     size=73_020,
 )
 
+# YAMNet for --backend yamnet: the TFLite model Google publishes for MediaPipe's audio
+# classifier (fixed 15,600-sample input, 521 scores; label list embedded as metadata, which
+# LiteRT ignores), and the class map CSV from tensorflow/models. The shared test copy is the
+# same graph with the metadata stripped (4,078,224 bytes); both load the same way.
+YAMNET_TFLITE = ModelFile(
+    name="YAMNet TFLite model",
+    filename="yamnet.tflite",
+    url="https://storage.googleapis.com/mediapipe-models/audio_classifier/yamnet/float32/1/"
+        "yamnet.tflite",
+    sha256="4d8b4a53282dc83ef04e3e7dbc4fbc98082e34e44ed798e16c3a0cdd4c584faf",
+    size=4_126_810,
+)
+
+YAMNET_CLASS_MAP = ModelFile(
+    name="YAMNet class map",
+    filename="yamnet_class_map.csv",
+    url="https://raw.githubusercontent.com/tensorflow/models/master/research/audioset/yamnet/"
+        "yamnet_class_map.csv",
+    sha256="cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2",
+    size=14_096,
+)
+
 GROUPS: Mapping[str, tuple[ModelFile, ...]] = MappingProxyType({
     "vggish": (VGGISH_CHECKPOINT, VGGISH_PCA_PARAMS),
+    "yamnet": (YAMNET_TFLITE, YAMNET_CLASS_MAP),
 })
 """Named sets of files for ``download <group>``."""
 
