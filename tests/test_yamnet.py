@@ -338,3 +338,16 @@ def test_parse_file_backend_yamnet(project_root: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert missing.returncode == 1
     assert "nope.tflite" in missing.stderr and "Traceback" not in missing.stderr
+
+
+@pytest.mark.shared
+def test_download_registry_has_yamnet() -> None:
+    from audio.models import GROUPS, sha256_of
+
+    entries = {e.filename: e for e in GROUPS["yamnet"]}
+    assert set(entries) == {"yamnet.tflite", "yamnet_class_map.csv"}
+    assert entries["yamnet.tflite"].url.startswith("https://storage.googleapis.com/mediapipe-models/")
+    # The class map we test with is byte-identical to the one the registry verifies.
+    shared_map = require_shared("models", "yamnet", "yamnet_class_map.csv")
+    assert sha256_of(shared_map) == entries["yamnet_class_map.csv"].sha256
+    assert shared_map.stat().st_size == entries["yamnet_class_map.csv"].size
