@@ -16,8 +16,8 @@ management, which does not fit a daemon:
   ends on its own) as soon as the socket is gone or ``request_timeout`` passes.
 * A notification in flight when the connection drops may or may not have been stored. Each
   notification carries a unique client timestamp (strictly increasing, ms precision); after
-  reconnecting, the sink lists the device's notifications around that timestamp and only
-  re-sends when it is not there. That is what makes delivery exactly-once, in order.
+  reconnecting, the sink lists the device's latest notifications and re-sends only when it
+  is not among them. That is what makes delivery exactly-once, in order.
 
 The loop thread only appends to a bounded deque (``handle`` never blocks); when it is full,
 the oldest notification is dropped and counted.
@@ -237,13 +237,26 @@ class _Connection:
             raise _Ambiguous(_describe(error)) from None
 
     def was_stored(self, note: OutgoingNotification) -> bool:
-        """Did ``note`` reach the server before the last connection dropped?"""
+        """Did ``note`` reach the server before the last connection dropped?
+
+        Notifications go out one at a time, so if it was stored it is among the device's
+        latest. It is recognised by its unique client timestamp, or by its parameters
+        (which carry that timestamp) should a server re-stamp notifications itself.
+        """
         ms = _parse_ms(note.timestamp)
-        found = self.call(self.device.list_notifications,
-                          start=format_timestamp(ms - 1000), end=format_timestamp(ms + 1000),
-                          take=1000)
-        return any(n.notification == note.name and _parse_ms(n.timestamp) == ms
-                   and (n.parameters or None) == note.parameters for n in found)
+        latest = self.call(self.device.list_notifications, sort_field="timestamp",
+                           sort_order="DESC", take=20)
+        for n in latest:
+            if n.notification != note.name:
+                continue
+            if note.parameters is not None and n.parameters == note.parameters:
+                return True
+            try:
+                if _parse_ms(n.timestamp) == ms:
+                    return True
+            except (TypeError, ValueError):
+                continue
+        return False
 
     def close(self) -> None:
         self.abandoned = True

@@ -99,6 +99,7 @@ class DeviceHiveTestServer:
         self.notifications: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []  # (transport, action), for assertions
         self.drop_after_store = 0
+        self.restamp = False  # True: ignore client timestamps, as some servers might
         self._next_id = 1
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -263,7 +264,8 @@ class DeviceHiveTestServer:
         if parameters is not None and not isinstance(parameters, dict):
             raise ApiError(400, "parameters must be an object")
         stamp = notification.get("timestamp")
-        when = parse_timestamp(stamp) if isinstance(stamp, str) else dt.datetime.utcnow()
+        when = parse_timestamp(stamp) if isinstance(stamp, str) and not self.restamp \
+            else dt.datetime.utcnow()
         with self._changed:
             record = {"id": self._next_id, "deviceId": device_id,
                       "notification": notification["notification"],

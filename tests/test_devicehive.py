@@ -119,6 +119,23 @@ def test_notification_stored_but_reply_lost_is_not_duplicated(dh_server, make_ev
         sink.close()
 
 
+def test_in_flight_resolution_when_the_server_restamps(dh_server, make_event):
+    dh_server.restamp = True  # server-side timestamps: recognised by parameters instead
+    sink = DeviceHiveSink(_settings(dh_server, "ws"))
+    try:
+        sink.handle(make_event(0))
+        _wait_count(dh_server, 1)
+        dh_server.drop_after_store = 1
+        for i in range(1, 4):
+            sink.handle(make_event(i))
+        assert sink.flush(10)
+        got = dh_server.device_notifications(DEVICE)
+        assert [n["parameters"]["window"]["start"] for n in got] == [
+            round(0.96 * i, 3) for i in range(4)]
+    finally:
+        sink.close()
+
+
 def test_reply_lost_before_store_is_resent(dh_server, make_event):
     """The other half of the ambiguity: the server died before storing; it must be re-sent."""
     sink = DeviceHiveSink(_settings(dh_server, "ws"))
