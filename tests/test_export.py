@@ -220,3 +220,15 @@ def test_stale_export_is_ignored(edge_models_dir: Path, tmp_path: Path) -> None:
     assert find_export(models / "vggish_model.ckpt", models / "exported") is None
     assert find_export(edge_models_dir / "vggish_model.ckpt",
                        edge_models_dir / "exported") is not None
+
+
+def test_export_cli_bundle_errors(tmp_path: Path, project_root: Path) -> None:
+    env = {**os.environ, "AUDIO_ANALYSIS_MODELS_DIR": str(tmp_path)}
+    alone = subprocess.run([sys.executable, "-m", "vggish.export", "--skip_vggish"],
+                           capture_output=True, text=True, cwd=project_root, env=env, timeout=120)
+    assert alone.returncode == 2 and "--skip_vggish needs --model" in alone.stderr
+    missing = subprocess.run([sys.executable, "-m", "vggish.export", "--skip_vggish", "--model",
+                              str(tmp_path / "no-bundle")], capture_output=True, text=True,
+                             cwd=project_root, env=env, timeout=300)
+    assert missing.returncode == 2
+    assert "no-bundle" in missing.stderr and "Traceback" not in missing.stderr

@@ -19,7 +19,7 @@ export. :class:`TFLiteVGGish` runs an export through LiteRT: importing this modu
 not import TensorFlow (it is imported only inside the conversion functions).
 
 This module knows nothing of ``audio/`` or ``yt8m/``; the classifier bundle's own export is
-done by ``audio.edge`` (called from this command with ``--model``).
+done by ``audio.heads.export_bundle`` (called from this command with ``--model``).
 """
 
 from __future__ import annotations
@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{variant}: {path} ({path.stat().st_size:,} bytes)")
             print(f"sidecar: {out / SIDECAR_NAME} (from {checkpoint})")
         if args.model:
-            from audio.edge import export_bundle
+            from audio.heads import export_bundle
 
             path = export_bundle(args.model)
             print(f"classifier bundle: {path}")
