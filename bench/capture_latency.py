@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         processor = WavProcessor(Settings(vggish_checkpoint=checkpoint, pca_params=pca)).load()
         # Warm-up: the first call traces the TensorFlow functions.
         processor.predict(np.zeros(16000 * 2, np.float32), 16000)
+        (work / "pulse").mkdir()
         mic = start_virtual_microphone(work / "pulse")
         try:
             for key, value in mic.env({}).items():
