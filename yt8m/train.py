@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(short names Logistic, Dbof, Lstm, Moe, Attention)")
     _bool_flag(m, "l2_normalize", None,
                "L2-normalise each frame (default: true, as YouTube-8M; false for Attention)")
+    m.add_argument("--l2_penalty", type=float, default=None, help="Logistic weight decay")
     m.add_argument("--lstm_cells", type=int, default=None)
     m.add_argument("--lstm_layers", type=int, default=None)
     m.add_argument("--moe_num_mixtures", type=int, default=None)
@@ -137,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-HPARAM_FLAGS = ("lstm_cells", "lstm_layers", "moe_num_mixtures", "dbof_cluster_size",
+HPARAM_FLAGS = ("l2_penalty", "lstm_cells", "lstm_layers", "moe_num_mixtures", "dbof_cluster_size",
                 "dbof_hidden_size", "dbof_activation", "iterations", "hidden_size",
                 "hidden_layers", "dropout", "attention_levels")
 
