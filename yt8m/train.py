@@ -33,6 +33,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,16 @@ def cross_entropy(y_true, y_pred):
     y_true = tf.cast(y_true, y_pred.dtype)
     return -tf.reduce_sum(y_true * tf.math.log(y_pred + eps)
                           + (1.0 - y_true) * tf.math.log(1.0 - y_pred + eps), axis=-1)
+
+
+def _is_chief(strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
 
 
 def _strategy(name: str):
@@ -414,6 +425,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     keras.utils.set_random_seed(args.seed + state["epoch"])
     strategy = _strategy(args.distribution_strategy)
+    # Multi-worker: every worker trains; only the chief writes into --train_dir (a shared
+    # filesystem), the others write their (identical) files to a scratch directory.
+    out_dir = train_dir if _is_chief(strategy) else Path(tempfile.mkdtemp(prefix="yt8m_worker_"))
     l2 = config["input"]["l2_normalize"]
     with strategy.scope():
         spec = config["members"][0]
@@ -439,16 +453,16 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                   f"{int(optimizer.iterations.numpy())}", flush=True)
 
     n_params = int(sum(np.prod(v.shape) for v in model.weights))
-    _write_json(flags_path, {"flags": vars(args), "config": config, "num_params": n_params})
+    _write_json(out_dir / FLAGS_FILE, {"flags": vars(args), "config": config, "num_params": n_params})
     train_ds = make_train_dataset(train_clips, args.batch_size, l2, args.seed + state["epoch"],
                                   args.mixup_alpha)
     val_ds = make_eval_dataset(val_clips, 1024, l2)
     started = time.monotonic()
     load_avg_start = os.getloadavg()
     callbacks = [
-        _make_callback(model, optimizer, train_dir, val_ds, val_clips.labels, args, state,
+        _make_callback(model, optimizer, out_dir, val_ds, val_clips.labels, args, state,
                        started),
-        _make_tensorboard(train_dir / LOG_DIR, optimizer, every_steps=10),
+        _make_tensorboard(out_dir / LOG_DIR, optimizer, every_steps=10),
     ]
     if state["stopped_early"] or state["epoch"] >= args.num_epochs:
         print(f"{train_dir}: training already finished at epoch {state['epoch']}", flush=True)
@@ -480,7 +494,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "num_params": n_params,
         "best_validation": state.get("best_val"),
     }
-    _write_json(train_dir / PROVENANCE_FILE, prov)
+    _write_json(out_dir / PROVENANCE_FILE, prov)
     if not args.quiet:
         print(f"done: {state['epoch']} epochs, best val {args.early_stopping_metric} "
               f"{state['best']:.4f} at epoch {state['best_epoch']}, "
