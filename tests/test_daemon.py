@@ -33,16 +33,19 @@ def _free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, tmp_path: Path, models: list[str], *args: str) -> None:
+    def __init__(self, tmp_path: Path, models: list[str], *args: str,
+                 source: tuple[str, ...] = ("--source", str(WAV)),
+                 base_env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.config = tmp_path / "config.json"
-        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
+        env = {**(os.environ if base_env is None else base_env),
+               "XDG_CONFIG_HOME": str(tmp_path / "xdg"),
                "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
         env.pop("AUDIO_ANALYSIS_CONFIG", None)
         self.log = tmp_path / "daemon.log"
         self._log_fh = open(self.log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, str(DAEMON), "--source", str(WAV), "--min_time", "1",
+            [sys.executable, str(DAEMON), *source, "--min_time", "1",
              "--port", str(self.port), "--config", str(self.config), "--top_k", "3",
              "--threshold", "0", *models, *args],
             cwd=ROOT, env=env, stdout=self._log_fh, stderr=subprocess.STDOUT)
@@ -186,6 +189,31 @@ def test_rest_wrong_token_shows_error_then_page_fix_reconnects(tmp_path, model_a
         _assert_notifications_match_events(dh_server, daemon)
         log = daemon.log.read_text()
         assert refresh not in log and bad not in log
+    finally:
+        assert daemon.stop() == 0
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_microphone_source_feeds_the_page(tmp_path, model_args, virtual_microphone):
+    """The default mode: PyAudio on the (virtual PulseAudio) microphone, 1-1.5 s windows."""
+    import numpy as np
+
+    daemon = Daemon(tmp_path, model_args, "--max_time", "1.5", source=(),
+                    base_env=virtual_microphone.env())
+    try:
+        daemon.wait(lambda s: s["loop"]["state"] == "running", 90, "the models to load")
+        t = np.arange(16000 * 5) / 16000
+        player = virtual_microphone.play_in_background(
+            (0.3 * 32767 * np.sin(2 * np.pi * 440 * t)).astype(np.int16))
+        player.join(30)
+        status = daemon.wait(lambda s: s["events"]["total"] >= 3, 30, "microphone events")
+        assert status["capture"]["kind"] == "microphone"
+        assert status["loop"]["source"] == "microphone" and status["loop"]["errors"] == 0
+        events = daemon.get_json("/api/events")["events"]
+        assert all(1.0 <= e["end"] - e["start"] <= 1.6 for e in events)
+        assert all(len(e["predictions"]) == 3 for e in events)
+        assert status["devicehive"]["state"] == "disabled"
     finally:
         assert daemon.stop() == 0
 
