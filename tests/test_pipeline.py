@@ -201,3 +201,20 @@ def test_format_predictions_is_the_originals():
     line = format_predictions([Prediction("Speech", 0.754), Prediction("Music", 0.1249),
                                ("Inside, large room or hall", 0.03)])
     assert line == "Speech: 0.75, Music: 0.12, Inside, large room or hall: 0.03"
+
+
+@pytest.mark.slow
+def test_a_file_longer_than_300_frames_is_classified_whole(wav_processor, tmp_path, rng):
+    """301 frames (289 s): two windows of ~150 frames, frame-weighted mean of their scores."""
+    seconds = 301 * 0.96 + 0.02
+    audio = np.clip(rng.standard_normal(int(seconds * RATE)) * 0.1, -1, 1)
+    path = write_wav(tmp_path / "long.wav", audio, RATE)
+    result = wav_processor.analyze_file(path)
+    assert result.frames == 301 and result.windows_classified == 2
+    assert wav_processor.backend.max_frames == 300
+    frames = np.concatenate(list(wav_processor.backend.frame_features(
+        [np.round(audio * 32768).clip(-32768, 32767).astype(np.float32) / 32768])))
+    (a0, a1), (b0, b1) = split_frames(301, 300)
+    windows = wav_processor.backend.score_windows([frames[a0:a1], frames[b0:b1]])
+    expected = ((a1 - a0) * windows[0] + (b1 - b0) * windows[1]) / 301
+    np.testing.assert_allclose(result.scores, expected, atol=1e-5)
