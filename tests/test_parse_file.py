@@ -235,3 +235,13 @@ def test_console_script_dispatches_to_the_scripts():
     assert "download" in cli("download", "--help").stdout
     unknown = cli("frobnicate")
     assert unknown.returncode == 2 and "unknown command" in unknown.stderr
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_count_with_an_unknown_label_is_a_usage_error(clips, app_model_env):
+    result = run([clips["bursts"], "--count", "Not A Class"], env=app_model_env)
+    assert result.returncode == 2
+    errors = _errors(result.stderr)
+    assert len(errors) == 1 and "unknown class 'Not A Class'" in errors[0]
+    assert "Traceback" not in result.stderr
