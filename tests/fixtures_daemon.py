@@ -86,13 +86,11 @@ def random_model_args(directory: Path) -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def classifier_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The shipped classifier bundle; while none is shipped, a random-weight
-    FrameLevelLogisticModel bundle in the same format (the daemon tests check content and
-    format, not labels)."""
+def classifier_bundle() -> Path:
+    """The shipped classifier bundle (committed under models/)."""
     from yt8m.inference import resolve_bundle_path
 
     shipped = resolve_bundle_path(None)
-    if (shipped / "config.json").is_file():
-        return shipped
-    return write_random_bundle(tmp_path_factory.mktemp("bundle") / "random-logistic")
+    if not (shipped / "config.json").is_file():
+        pytest.fail(f"the shipped classifier bundle is missing: {shipped}", pytrace=False)
+    return shipped
