@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default=str(ROOT / "examples" / "speech.wav"))
     parser.add_argument("--window", type=float, default=1.0, help="daemon --min_time")
     parser.add_argument("--random_weights", metavar="DIR", default=None,
-                        help="generate random-weight model files in the official formats "
+                        help="generate random-weight VGGish files in the official formats "
                              "in DIR and use them (the compute cost is the real one)")
     return parser
 
@@ -123,7 +123,8 @@ def start_daemon(args: argparse.Namespace, port: int, tmp: Path) -> subprocess.P
         from tests.fixtures_daemon import random_model_args
 
         model_args = random_model_args(Path(args.random_weights))
-        print("models: random weights in the official formats (cost is real, labels not)")
+        print("models: VGGish with random weights in the official formats (the cost is "
+              "real, the labels are not); the shipped classifier bundle")
     else:
         model_args = []
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XDG_CONFIG_HOME": str(tmp)}

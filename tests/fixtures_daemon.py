@@ -3,8 +3,6 @@ a way to make loop events without running a model."""
 
 from __future__ import annotations
 
-import csv
-import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,31 +38,10 @@ def make_event() -> Callable[..., Event]:
     return factory
 
 
-def write_random_bundle(path: Path) -> Path:
-    """A classifier bundle in the shipped format with random weights (tests and benches
-    only: the cost of running it is real, its labels mean nothing)."""
-    from yt8m.models import build_model
-
-    path.mkdir(parents=True, exist_ok=True)
-    labels = ["Speech", "Music", "Dog", "Siren", "Silence", "Vehicle", "Bird", "Water"]
-    model = build_model("FrameLevelLogisticModel", len(labels))
-    model.save_weights(str(path / "member_0.weights.h5"))
-    (path / "config.json").write_text(json.dumps({
-        "name": "random-logistic", "num_classes": len(labels),
-        "members": [{"model": "FrameLevelLogisticModel", "hparams": {},
-                     "weights": "member_0.weights.h5"}],
-        "input": {"dequantize": True, "l2_normalize": False, "max_frames": 300,
-                  "feature_size": 128}}))
-    with open(path / "labels.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["index", "mid", "display_name"])
-        for i, label in enumerate(labels):
-            writer.writerow([i, f"/m/test{i}", label])
-    return path
-
-
 def random_model_args(directory: Path) -> list[str]:
-    """daemon.py model flags for random-weight files in the official formats (benches)."""
+    """daemon.py flags for random-weight VGGish files in the official formats (benches:
+    Google's checkpoint cannot be fetched here; the cost is the same). The classifier is
+    the shipped bundle."""
     from tests.fixtures_vggish import (
         random_vggish_variables,
         write_official_checkpoint,
@@ -78,11 +55,7 @@ def random_model_args(directory: Path) -> list[str]:
     pca = directory / "vggish_pca_params.npz"
     if not pca.exists():
         write_pca_params(pca)
-    bundle = directory / "random-logistic"
-    if not (bundle / "config.json").exists():
-        write_random_bundle(bundle)
-    return ["--vggish_checkpoint", str(checkpoint), "--pca_params", str(pca),
-            "--model", str(bundle)]
+    return ["--vggish_checkpoint", str(checkpoint), "--pca_params", str(pca)]
 
 
 @pytest.fixture(scope="session")
