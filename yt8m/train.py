@@ -407,6 +407,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if state["best"] is None:
         state["best"] = math.inf if args.early_stopping_metric == "loss" else -math.inf
     state["train_seconds_before"] = state["train_seconds"]
+    command = ([sys.executable, "-m", "yt8m.train", *sys.argv[1:]] if args.argv is None
+               else ["python", "-m", "yt8m.train", *args.argv])
+    state["commands"] = [*state.get("commands", []), command]  # one per (resumed) invocation
 
     reader = ReaderConfig(feature_name=args.feature_names, feature_size=int(args.feature_sizes),
                           num_classes=args.num_classes, max_frames=args.max_frames,
@@ -471,8 +474,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
                   steps_per_epoch=args.steps_per_epoch, callbacks=callbacks, verbose=0)
     state.pop("train_seconds_before", None)
     prov = {
-        "command": [sys.executable, "-m", "yt8m.train", *sys.argv[1:]] if args.argv is None
-        else ["python", "-m", "yt8m.train", *args.argv],
+        "command": command,
+        "commands": state["commands"],
         "date": provenance.now(),
         "git": git_at_start,
         "machine": provenance.machine(),
