@@ -399,7 +399,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     resuming = (train_dir / CHECKPOINT_STATE).is_file()
     if resuming:
         saved = json.loads(flags_path.read_text(encoding="utf-8"))
-        if saved.get("config") != config:
+        if saved.get("config") != json.loads(json.dumps(config)):  # tuples → lists
             raise TrainError(f"{train_dir} holds a checkpoint of a different model "
                              f"({saved.get('config', {}).get('members')}); use "
                              f"--start_new_model or another --train_dir")
