@@ -7,6 +7,7 @@ below, so that each part of the project owns its own fixtures.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,21 @@ def require_shared(*relative: str) -> Path:
             pytest.fail(message + " (AUDIO_ANALYSIS_REQUIRE_SHARED=1)", pytrace=False)
         pytest.skip(message)
     return path
+
+
+def require_tool(*names: str) -> None:
+    """Skip unless every program in ``names`` is on PATH (or is an existing absolute path).
+
+    Under ``AUDIO_ANALYSIS_REQUIRE_SHARED=1`` (CI, where ``.ci/run`` installs them) a
+    missing tool fails the test instead: the real-parts tests may never pass by skipping.
+    """
+    missing = [n for n in names
+               if not (Path(n).exists() if os.path.isabs(n) else shutil.which(n))]
+    if missing:
+        message = f"not installed: {', '.join(missing)} (scripts/setup.sh --with-test-tools)"
+        if os.environ.get("AUDIO_ANALYSIS_REQUIRE_SHARED") == "1":
+            pytest.fail(message + " (AUDIO_ANALYSIS_REQUIRE_SHARED=1)", pytrace=False)
+        pytest.skip(message)
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ Also: ``make_wav`` helpers write test signals in any PCM encoding via soundfile.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import threading
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests.conftest import require_tool
 
 MIC_RATE = 16000
 PLAY_CHUNK_SECONDS = 0.1
@@ -88,12 +89,7 @@ class VirtualMicrophone:
 
 
 def _require_pulseaudio() -> None:
-    missing = [tool for tool in ("pulseaudio", "pactl") if shutil.which(tool) is None]
-    if missing:
-        message = f"PulseAudio tools not installed: {', '.join(missing)}"
-        if os.environ.get("AUDIO_ANALYSIS_REQUIRE_SHARED") == "1":
-            pytest.fail(message + " (CI installs them with scripts/setup.sh)", pytrace=False)
-        pytest.skip(message)
+    require_tool("pulseaudio", "pactl")
 
 
 def start_virtual_microphone(base: Path, rate: int = MIC_RATE) -> VirtualMicrophone:

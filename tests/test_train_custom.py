@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from audio.train_custom import (
     scan_dataset,
     split_clips,
 )
-from tests.conftest import require_shared
+from tests.conftest import require_shared, require_tool
 
 PROJECT = Path(__file__).resolve().parent.parent
 RATE = 16000
@@ -63,8 +62,7 @@ def noise(seconds: float, rng: np.random.Generator, colour: int, amp: float = 0.
 
 
 def speak(text: str, voice: str, path: Path) -> Path:
-    if shutil.which("espeak-ng") is None:
-        pytest.skip("espeak-ng is not installed (scripts/setup.sh installs it)")
+    require_tool("espeak-ng")
     subprocess.run(["espeak-ng", "-v", voice, "-w", str(path), text], check=True,
                    capture_output=True, timeout=60)
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from audio.devicehive import DeviceHiveSink
+from tests.conftest import require_tool
 from web.config import DaemonConfig, load_config
 from web.server import EventStore, WebApp, WebServer, allowed_hosts_for
 
@@ -25,8 +26,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/setup.sh / .ci/run install it)")
+    require_tool(str(CHROMIUM))
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
