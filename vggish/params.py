@@ -31,16 +31,16 @@ class VGGishParams:
 
     @property
     def stft_window_length_samples(self) -> int:
-        return int(round(self.sample_rate * self.stft_window_seconds))
+        return round(self.sample_rate * self.stft_window_seconds)
 
     @property
     def stft_hop_length_samples(self) -> int:
-        return int(round(self.sample_rate * self.stft_hop_seconds))
+        return round(self.sample_rate * self.stft_hop_seconds)
 
     @property
     def fft_length(self) -> int:
         """Next power of two at or above the window length (512 for 400 samples)."""
-        return 2 ** int(np_ceil_log2(self.stft_window_length_samples))
+        return 2 ** np_ceil_log2(self.stft_window_length_samples)
 
     @property
     def features_sample_rate(self) -> float:
@@ -50,11 +50,11 @@ class VGGishParams:
     @property
     def num_frames(self) -> int:
         """Log-mel frames per example (96)."""
-        return int(round(self.example_window_seconds * self.features_sample_rate))
+        return round(self.example_window_seconds * self.features_sample_rate)
 
     @property
     def example_hop_frames(self) -> int:
-        return int(round(self.example_hop_seconds * self.features_sample_rate))
+        return round(self.example_hop_seconds * self.features_sample_rate)
 
     @property
     def num_bands(self) -> int:
