@@ -66,6 +66,7 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
         LABELS_FILE,
         METRICS_FILE,
         PROVENANCE_FILE,
+        build_members,
         load_bundle,
         write_labels,
     )
@@ -104,7 +105,10 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
     try:
         for i, (d, c) in enumerate(zip(runs, configs, strict=True)):
             weights = f"member_{i}.weights.h5"
-            shutil.copyfile(d / BEST_WEIGHTS, tmp / weights)
+            # Rebuild the model and save only its variables: a training checkpoint also
+            # holds the optimizer's moments (twice the model's size), useless for inference.
+            (model,) = build_members(c, [d / BEST_WEIGHTS])
+            model.save_weights(str(tmp / weights))
             config["members"].append({**c["members"][0], "weights": weights,
                                       "train_dir": d.name})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
