@@ -48,7 +48,8 @@ results: setup
 	$(YT8M_EXPORT) --train_dir=$(RESULTS)/logistic --name=logistic --output_dir=$(RESULTS)/bundles/logistic
 	$(NICE) $(PY) -m yt8m.train $(YT8M_SEED_FLAGS) --train_dir=$(RESULTS)/dbof --model=DbofModel \
 		--dbof_cluster_size=2048 --iterations=10 --early_stopping_patience=3
-	$(YT8M_EXPORT) --train_dir=$(RESULTS)/dbof --name=dbof --output_dir=$(RESULTS)/bundles/dbof
+	$(YT8M_EXPORT) --train_dir=$(RESULTS)/dbof --name=dbof --output_dir=$(RESULTS)/bundles/dbof \
+		--max_size_mb=100
 	$(NICE) $(PY) -m yt8m.train $(YT8M_SEED_FLAGS) --train_dir=$(RESULTS)/lstm --model=LstmModel \
 		--lstm_cells=256 --base_learning_rate=0.01 --early_stopping_patience=5
 	$(YT8M_EXPORT) --train_dir=$(RESULTS)/lstm --name=lstm --output_dir=$(RESULTS)/bundles/lstm

@@ -33,6 +33,7 @@ def _events(log_dir):
     return tags
 
 
+@pytest.mark.slow
 def test_seed_command_line_trains_logs_checkpoints_and_resumes(yt8m_data, tmp_path, capsys):
     d = tmp_path / "lstm"
     flags = _seed_flags(yt8m_data, d, extra=["--lstm_cells=16", "--lstm_layers=1",
@@ -71,6 +72,7 @@ def test_seed_command_line_trains_logs_checkpoints_and_resumes(yt8m_data, tmp_pa
     assert "epoch 1/1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_on_cpu(yt8m_data, tmp_path, capsys):
     d = tmp_path / "mirrored"
     assert train.main(_seed_flags(yt8m_data, d, model="Logistic", epochs=1, extra=[
