@@ -96,10 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     from yt8m.reader import ReaderError
 
     try:
-        import tensorflow as tf
+        from yt8m.train import configure_threads
 
-        tf.config.threading.set_intra_op_parallelism_threads(args.num_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(args.num_threads)
+        configure_threads(args.num_threads)
         predictor = load_train_dir(args.train_dir) if args.train_dir else load_bundle(args.bundle)
         result = evaluate_predictor(predictor, args.eval_data_pattern, args.reader_on_error,
                                     args.data_cache_dir, args.top_k)

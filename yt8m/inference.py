@@ -151,8 +151,8 @@ class Bundle:
         """Scores (N, num_classes) float32 for uint8 embeddings (N, frames, feature_size).
 
         ``num_frames`` defaults to every frame; frames beyond ``max_frames`` are dropped
-        (as in training). A clip with 0 frames gets the model's output for silence-free
-        empty input (all-zero pooled features).
+        (as in training). A clip with 0 frames is scored as if its pooled features were
+        all zero (every model masks, so no padding frame ever contributes).
         """
         x = np.asarray(embeddings)
         if x.ndim == 2:

@@ -176,6 +176,18 @@ def cross_entropy(y_true, y_pred):
                           + (1.0 - y_true) * tf.math.log(1.0 - y_pred + eps), axis=-1)
 
 
+def configure_threads(num_threads: int) -> None:
+    """Use ``num_threads`` for TensorFlow's intra- and inter-op pools. TF fixes them at
+    its first op; when it already ran in this process (tests, notebooks) keep its pools."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(num_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(num_threads)
+    except RuntimeError:
+        logger.debug("TensorFlow already initialised; keeping its thread pools")
+
+
 def _is_chief(strategy) -> bool:
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not resolver.task_type:
@@ -382,10 +394,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     train_dir = Path(args.train_dir).expanduser()
     train_dir.mkdir(parents=True, exist_ok=True)
 
-    import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(args.num_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.num_threads)
+    configure_threads(args.num_threads)
     import keras
 
     from yt8m.models import build_model, make_hparams
