@@ -12,6 +12,7 @@ setup-test:
 
 demo: setup
 	$(PY) -m audio.models download
+	$(PY) -m vggish.export
 	$(PY) parse_file.py examples/speech.wav
 
 test: setup-test
