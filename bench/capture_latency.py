@@ -32,30 +32,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-OFFICIAL_CHECKPOINT_BYTES = 291_108_469
-
-
-def model_files(workdir: Path) -> tuple[Path, Path, str]:
-    """Google's files when present, else random-weight files in the official format."""
-    from audio.models import resolve_pca_params, resolve_vggish_checkpoint
-
-    checkpoint, pca = resolve_vggish_checkpoint(None), resolve_pca_params(None)
-    if checkpoint.is_file() and pca.is_file():
-        official = checkpoint.stat().st_size == OFFICIAL_CHECKPOINT_BYTES
-        kind = "the size of Google's checkpoint" if official else "NOT Google's checkpoint"
-        return checkpoint, pca, f"{checkpoint} ({kind})"
-    from tests.fixtures_vggish import (
-        random_vggish_variables,
-        write_official_checkpoint,
-        write_pca_params,
-    )
-
-    print("writing a random-weight VGGish checkpoint in the official format ...", flush=True)
-    checkpoint = write_official_checkpoint(workdir / "vggish_model.ckpt",
-                                           random_vggish_variables(), write_index=False)
-    pca = write_pca_params(workdir / "vggish_pca_params.npz")
-    return checkpoint, pca, ("RANDOM-WEIGHT checkpoint in the official format (Google's "
-                             "is not downloaded; timing does not depend on weight values)")
+from bench._model_files import model_files  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

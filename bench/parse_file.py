@@ -38,30 +38,7 @@ sys.path.insert(0, str(PROJECT))
 
 import numpy as np  # noqa: E402
 
-OFFICIAL_CHECKPOINT_BYTES = 291_108_469
-
-
-def model_files(workdir: Path) -> tuple[Path, Path, str]:
-    """Google's files when downloaded, else random-weight files in the official format."""
-    from audio.models import resolve_pca_params, resolve_vggish_checkpoint
-
-    checkpoint, pca = resolve_vggish_checkpoint(None), resolve_pca_params(None)
-    if checkpoint.is_file() and pca.is_file():
-        official = checkpoint.stat().st_size == OFFICIAL_CHECKPOINT_BYTES
-        kind = "the size of Google's checkpoint" if official else "NOT Google's checkpoint"
-        return checkpoint, pca, f"{checkpoint} ({kind})"
-    from tests.fixtures_vggish import (
-        random_vggish_variables,
-        write_official_checkpoint,
-        write_pca_params,
-    )
-
-    print("writing a random-weight VGGish checkpoint in the official format ...", flush=True)
-    checkpoint = write_official_checkpoint(workdir / "vggish_model.ckpt",
-                                           random_vggish_variables(), write_index=False)
-    pca = write_pca_params(workdir / "vggish_pca_params.npz")
-    return checkpoint, pca, ("RANDOM-WEIGHT checkpoint in the official format (Google's "
-                             "is not downloaded; timing does not depend on weight values)")
+from bench._model_files import model_files  # noqa: E402
 
 
 def write_clip(path: Path, seconds: float, rng: np.random.Generator) -> Path:

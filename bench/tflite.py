@@ -42,7 +42,8 @@ sys.path.insert(0, str(PROJECT))
 
 import numpy as np  # noqa: E402
 
-OFFICIAL_CHECKPOINT_BYTES = 291_108_469
+from bench._model_files import is_official_checkpoint, write_random_vggish_files  # noqa: E402
+
 BUNDLE = "audioset-logistic-v1"
 PROBE = (
     "import os, runpy, sys, time; t0 = time.perf_counter(); sys.argv = sys.argv[1:]; "
@@ -70,17 +71,8 @@ def prepare(workdir: Path) -> tuple[Path, str]:
             os.symlink(real_ckpt.resolve(), ckpt)
             shutil.copyfile(real_pca, pca)
         else:
-            from tests.fixtures_vggish import (
-                random_vggish_variables,
-                write_official_checkpoint,
-                write_pca_params,
-            )
-
-            print("writing a random-weight VGGish checkpoint in the official format ...",
-                  flush=True)
-            write_official_checkpoint(ckpt, random_vggish_variables(), write_index=False)
-            write_pca_params(pca)
-    official = ckpt.resolve().stat().st_size == OFFICIAL_CHECKPOINT_BYTES
+            write_random_vggish_files(ckpt, pca)
+    official = is_official_checkpoint(ckpt)
     note = ("Google's checkpoint" if official else
             "RANDOM-WEIGHT checkpoint in the official format (Google's is not downloaded)")
     bundle_src = PROJECT / "models" / BUNDLE
