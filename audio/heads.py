@@ -36,6 +36,8 @@ from typing import Any
 
 import numpy as np
 
+from yt8m.inference import InputContract
+
 logger = logging.getLogger(__name__)
 
 HEAD_FORMAT = "numpy-head"
@@ -78,7 +80,7 @@ def read_labels(path: Path) -> list[str]:
 
 
 @dataclass
-class Head:
+class Head(InputContract):
     """A per-frame classifier in numpy: the runtime form of a custom-trained bundle.
 
     ``layers`` is a list of (W, b) pairs; every layer but the last is followed by ReLU,
@@ -104,14 +106,6 @@ class Head:
     @property
     def num_classes(self) -> int:
         return len(self.labels)
-
-    @property
-    def max_frames(self) -> int:
-        return int(self.config["input"]["max_frames"])
-
-    @property
-    def feature_size(self) -> int:
-        return int(self.config["input"]["feature_size"])
 
     @property
     def threshold(self) -> float | None:
@@ -288,7 +282,7 @@ def export_bundle(name_or_path: str | os.PathLike[str], out_dir: Path | None = N
     return target
 
 
-class TFLiteBundle:
+class TFLiteBundle(InputContract):
     """A bundle's exported scoring function run by LiteRT (no TensorFlow)."""
 
     def __init__(self, bundle_path: Path, tflite_path: Path) -> None:
@@ -311,14 +305,6 @@ class TFLiteBundle:
     @property
     def num_classes(self) -> int:
         return int(self.config["num_classes"])
-
-    @property
-    def max_frames(self) -> int:
-        return int(self.config["input"]["max_frames"])
-
-    @property
-    def feature_size(self) -> int:
-        return int(self.config["input"]["feature_size"])
 
     def predict(self, embeddings: np.ndarray, num_frames: np.ndarray | None = None) -> np.ndarray:
         x = np.asarray(embeddings)

@@ -102,8 +102,26 @@ def build_members(config: dict[str, Any], weight_files: list[Path]):
     return members
 
 
+class InputContract:
+    """``max_frames`` and ``feature_size`` read from a bundle config's input contract.
+
+    Shared by every runtime form of a bundle (Keras here, TFLite and numpy heads in
+    ``audio.heads``) so they cannot disagree about the contract.
+    """
+
+    config: dict[str, Any]
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.config["input"]["max_frames"])
+
+    @property
+    def feature_size(self) -> int:
+        return int(self.config["input"]["feature_size"])
+
+
 @dataclass
-class Bundle:
+class Bundle(InputContract):
     """A loaded classifier. ``predict`` takes uint8 embeddings, returns float32 scores."""
 
     name: str
@@ -117,14 +135,6 @@ class Bundle:
     @property
     def num_classes(self) -> int:
         return int(self.config["num_classes"])
-
-    @property
-    def max_frames(self) -> int:
-        return int(self.config["input"]["max_frames"])
-
-    @property
-    def feature_size(self) -> int:
-        return int(self.config["input"]["feature_size"])
 
     def _function(self):
         if self._fn is None:
