@@ -15,9 +15,10 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,3 +223,43 @@ def script_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.update(extra or {})
     return env
+
+
+def run_capture(mic: VirtualMicrophone, args: Sequence[str], pcm: np.ndarray, *,
+                env: dict[str, str], cwd: Path, done: Callable[[list[str]], bool],
+                start_timeout: float = 240.0) -> tuple[int, list[str]]:
+    """Run ``capture.py ARGS`` on the virtual microphone as a user would, and stop it.
+
+    Waits for "Start recording", plays ``pcm`` (int16) into the microphone, waits up to
+    30 s until ``done(lines)`` holds, then sends SIGINT (the clean-shutdown path) and
+    returns (exit code, every output line). A process that outlives the test is killed.
+    """
+    script = Path(__file__).resolve().parent.parent / "capture.py"
+    proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if "Start recording" in line:
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(start_timeout), \
+            "capture.py did not start:\n" + "".join(lines[-30:])
+        mic.play(pcm)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not done(lines):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(timeout=10)
+    return proc.returncode, lines

@@ -10,18 +10,15 @@ and that predictions were logged for every window.
 from __future__ import annotations
 
 import re
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from audio.io import read_audio
-from tests.fixtures_audio import chirps_and_noise, script_env
+from tests.fixtures_audio import chirps_and_noise, run_capture, script_env
 
 PROJECT = Path(__file__).resolve().parent.parent
 SCRIPT = PROJECT / "capture.py"
@@ -81,37 +78,12 @@ def test_capture_saves_what_the_microphone_heard_and_logs_predictions(
     played = chirps_and_noise(9.0, rng)
     pcm = np.round(played * 32767).astype(np.int16)
     env = script_env({**virtual_microphone.env(), **app_model_env})
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--min_time", "2", "--max_time", "3",
-                             "--save_path", str(save)], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=PROJECT)
-    log: list[str] = []
-    started = threading.Event()
-
-    def read_log() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.append(line)
-            if "Start recording" in line:
-                started.set()
-
-    reader = threading.Thread(target=read_log, daemon=True)
-    reader.start()
-    try:
-        assert started.wait(240), "capture.py did not start:\n" + "".join(log[-30:])
-        virtual_microphone.play(pcm)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # the last full window's predictions
-            if sum("Predictions [" in line for line in log) >= 3:
-                break
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        reader.join(timeout=10)
+    returncode, log = run_capture(
+        virtual_microphone, ["--min_time", "2", "--max_time", "3", "--save_path", str(save)],
+        pcm, env=env, cwd=PROJECT,
+        done=lambda lines: sum("Predictions [" in line for line in lines) >= 3)
     text = "".join(log)
-    assert proc.returncode == 0, text[-3000:]
+    assert returncode == 0, text[-3000:]
     assert "Traceback" not in text
     saved = sorted(save.glob("record_*.wav"))
     predictions = [line for line in log if "Predictions [" in line]

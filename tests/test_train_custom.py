@@ -293,36 +293,15 @@ def test_daemon_uses_a_custom_head(yamnet_heads: dict[str, Path], yamnet_model: 
 @pytest.mark.e2e
 def test_capture_uses_a_custom_head(yamnet_heads: dict[str, Path], yamnet_model: Path,
                                     virtual_microphone, tmp_path: Path) -> None:
-    from tests.fixtures_audio import script_env
+    from tests.fixtures_audio import run_capture, script_env
 
     pcm = np.round(tone(6.0, 660.0) * 32767).astype(np.int16)
-    env = script_env(virtual_microphone.env())
-    proc = subprocess.Popen(
-        [sys.executable, str(PROJECT / "capture.py"), "--backend", "yamnet", "--yamnet_model",
-         str(yamnet_model), "--model", str(yamnet_heads["classes"]), "--min_time", "2",
-         "--max_time", "3"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=env, cwd=tmp_path)
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line)
-            if "Start recording" in line:
-                started.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        assert started.wait(120), "".join(lines)[-3000:]
-        virtual_microphone.play(pcm)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("Predictions [" in x for x in lines):
-            time.sleep(0.1)
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    _, lines = run_capture(
+        virtual_microphone, ["--backend", "yamnet", "--yamnet_model", str(yamnet_model),
+                             "--model", str(yamnet_heads["classes"]), "--min_time", "2",
+                             "--max_time", "3"],
+        pcm, env=script_env(virtual_microphone.env()), cwd=tmp_path,
+        done=lambda lines: any("Predictions [" in x for x in lines), start_timeout=120)
     predictions = [x for x in lines if "Predictions [" in x]
     assert predictions, "".join(lines)[-3000:]
     assert "tone" in predictions[0].split("]: ", 1)[1], predictions
