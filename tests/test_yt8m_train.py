@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -122,7 +123,11 @@ def test_export_load_round_trip_identical_scores(exported, yt8m_data, yt8m_train
     bundle = inference.load_bundle(exported)
     assert bundle.name == "tiny-bundle" and bundle.num_classes == NUM_CLASSES
     assert bundle.labels[1] == "Class 1, test" and bundle.label_ids[1] == "/m/test1"
-    assert bundle.config["input"]["l2_normalize"] is False  # attention default contract
+    assert bundle.config["format_version"] == export.FORMAT_VERSION
+    member = bundle.config["members"][0]
+    assert member["l2_normalize"] is False  # the attention model's default contract
+    assert member["weights_dtype"] == "float32"
+    assert "l2_normalize" not in bundle.config["input"]
     clips = load_clips(str(yt8m_data["eval"]))
     scores = bundle.predict(clips.frames, clips.num_frames)
     assert scores.dtype == np.float32 and scores.shape == (80, NUM_CLASSES)
@@ -135,6 +140,69 @@ def test_export_load_round_trip_identical_scores(exported, yt8m_data, yt8m_train
     prov = json.loads((exported / "provenance.json").read_text())
     assert prov["members"][0]["train_data"]["num_files"] == 3
     assert prov["export_command"][:3] == ["python", "-m", "yt8m.export"]
+
+
+def test_refit_on_all_clips_without_validation(yt8m_data, tmp_path, capsys):
+    d = tmp_path / "refit"
+    assert train.main(_seed_flags(yt8m_data, d, model="Logistic", epochs=3, extra=[
+        "--validation_fraction=0", "--base_learning_rate=0.05",
+        "--early_stopping_patience=1"])) == 0
+    out = capsys.readouterr().out
+    assert out.count("refit on all clips, no validation") == 3  # patience does not apply
+    assert "final weights (refit, no validation)" in out
+    prov = json.loads((d / "provenance.json").read_text())
+    assert prov["num_train_clips"] == 240 and prov["num_validation_clips"] == 0
+    assert prov["epochs"] == prov["best_epoch"] == 3 and prov["best_validation"] is None
+    final = yt8m_eval.load_train_dir(d)
+    final.members[0].load_weights(str(d / "last.weights.h5"))
+    best = yt8m_eval.load_train_dir(d)
+    x = np.random.default_rng(0).integers(0, 256, size=(4, 5, 128), dtype=np.uint8)
+    np.testing.assert_array_equal(best.predict(x), final.predict(x))
+
+
+@pytest.mark.slow
+def test_mixed_contract_float16_ensemble(exported, yt8m_data, yt8m_train_dir, tmp_path):
+    """An attention run (raw frames) and a DBoF run (L2-normalised frames) in one float16
+    bundle: each member gets its own preprocessing, and the bundle's scores are the mean
+    of the two runs' own scores up to float16 rounding of the weights."""
+    from yt8m.reader import load_clips
+
+    dbof = tmp_path / "dbof"
+    assert train.main(_seed_flags(yt8m_data, dbof, model="Dbof", epochs=2, extra=[
+        "--dbof_cluster_size=16", "--dbof_hidden_size=16", "--iterations=5",
+        "--base_learning_rate=0.01", "--quiet"])) == 0
+    dest = tmp_path / "mixed"
+    assert export.main([f"--train_dir={yt8m_train_dir}", f"--train_dir={dbof}",
+                        "--name=mixed", f"--output_dir={dest}", "--weights_dtype=float16",
+                        f"--eval_data_pattern={yt8m_data['eval']}",
+                        f"--labels_csv={yt8m_data['labels']}"]) == 0
+    import h5py
+
+    with h5py.File(dest / "member_1.weights.h5") as f:
+        dtypes = set()
+        f.visititems(lambda _, o: dtypes.add(o.dtype) if isinstance(o, h5py.Dataset) else None)
+    assert dtypes == {np.dtype("float16")}
+    bundle = inference.load_bundle(dest)
+    assert [m["l2_normalize"] for m in bundle.config["members"]] == [False, True]
+    clips = load_clips(str(yt8m_data["eval"]))
+    scores = bundle.predict(clips.frames, clips.num_frames)
+    parts = [yt8m_eval.load_train_dir(d).predict(clips.frames, clips.num_frames)
+             for d in (yt8m_train_dir, dbof)]
+    np.testing.assert_allclose(scores, (parts[0] + parts[1]) / 2, atol=2e-3)
+    assert not np.allclose(parts[0], parts[1], atol=2e-3)  # two different members
+    # Format 1 (one contract for every member) still loads.
+    old = tmp_path / "old"
+    shutil.copytree(exported, old)
+    config = json.loads((old / "config.json").read_text())
+    config["format_version"] = 1
+    config["input"]["l2_normalize"] = config["members"][0].pop("l2_normalize")
+    (old / "config.json").write_text(json.dumps(config))
+    np.testing.assert_array_equal(inference.load_bundle(old).predict(clips.frames[:4]),
+                                  inference.load_bundle(exported).predict(clips.frames[:4]))
+    del config["input"]["l2_normalize"]
+    (old / "config.json").write_text(json.dumps(config))
+    with pytest.raises(inference.BundleError, match="l2_normalize"):
+        inference.load_bundle(old)
 
 
 def test_predict_any_batch_and_length_without_retracing(exported, rng):

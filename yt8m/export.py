@@ -4,8 +4,12 @@
         --name=audioset-attention-v1 \\
         --eval_data_pattern='../shared/data/audioset_v1_embeddings/eval/*.tfrecord'
 
-Several ``--train_dir`` make an ensemble (scores averaged); they must share the input
-contract. The bundle (``models_dir()/<name>/`` or ``--output_dir``) gets ``config.json``,
+Several ``--train_dir`` make an ensemble (scores averaged), possibly of different
+architectures: they must share the feature, its size, ``max_frames`` and the class count;
+per-frame L2 normalisation is recorded per member (``members[i]["l2_normalize"]``), so a
+YouTube-8M model (normalised) and the attention model (raw) can sit in one bundle.
+``--weights_dtype float16`` stores the weights at half size (they are cast back to float32
+when loaded; scores move by ~1e-4, and ``metrics.json`` is computed on what is stored). The bundle (``models_dir()/<name>/`` or ``--output_dir``) gets ``config.json``,
 ``member_<i>.weights.h5``, ``labels.csv`` (derived from AudioSet's
 ``class_labels_indices.csv``), ``provenance.json`` (the export command, and each
 member's training provenance), and ``metrics.json``: the bundle is loaded back exactly as
@@ -23,7 +27,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""1: one ``input`` contract for all members. 2: ``l2_normalize`` moved into each member
+(``yt8m.inference`` reads both)."""
+SHARED_INPUT_KEYS = ("dequantize", "feature_name", "feature_size", "max_frames")
 LABELS_CSV_NAME = "class_labels_indices.csv"
 
 
@@ -44,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels_csv", default=None,
                    help=f"AudioSet {LABELS_CSV_NAME} (default: beside the eval split's folder)")
     p.add_argument("--max_size_mb", type=float, default=20.0)
+    p.add_argument("--weights_dtype", choices=("float32", "float16"), default="float32",
+                   help="storage type of the members' weights (float16 halves the bundle)")
     p.add_argument("--data_cache_dir", default=None, help="decoded-data cache for the eval")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     return p
@@ -90,14 +99,16 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
         run_provenance.append(json.loads(prov.read_text(encoding="utf-8"))
                               if prov.is_file() else None)
     base = configs[0]
+    shared_input = {k: base["input"][k] for k in SHARED_INPUT_KEYS if k in base["input"]}
     for d, c in zip(runs, configs, strict=True):
-        if c["input"] != base["input"] or c["num_classes"] != base["num_classes"]:
-            raise ExportError(f"{d}: input contract/classes differ from {runs[0]}")
+        if ({k: c["input"].get(k) for k in shared_input} != shared_input
+                or c["num_classes"] != base["num_classes"]):
+            raise ExportError(f"{d}: feature, max_frames or classes differ from {runs[0]}")
     config: dict[str, Any] = {
         "name": args.name,
         "format_version": FORMAT_VERSION,
         "num_classes": base["num_classes"],
-        "input": base["input"],
+        "input": shared_input,
         "members": [],
     }
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -109,7 +120,11 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
             # holds the optimizer's moments (twice the model's size), useless for inference.
             (model,) = build_members(c, [d / BEST_WEIGHTS])
             model.save_weights(str(tmp / weights))
+            if args.weights_dtype == "float16":
+                cast_weights_file(tmp / weights, "float16")
             config["members"].append({**c["members"][0], "weights": weights,
+                                      "weights_dtype": args.weights_dtype,
+                                      "l2_normalize": bool(c["input"]["l2_normalize"]),
                                       "train_dir": d.name})
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         n_labels = write_labels(labels_csv, tmp / LABELS_FILE)
@@ -144,6 +159,32 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def cast_weights_file(path: Path, dtype: str) -> None:
+    """Rewrite a Keras ``.weights.h5`` with every float32 array stored as ``dtype``
+    (groups, attributes and layout unchanged; Keras casts back when loading)."""
+    import h5py
+    import numpy as np
+
+    tmp = path.with_name(path.name + ".tmp")
+    with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
+        for key, value in src.attrs.items():
+            dst.attrs[key] = value
+
+        def copy(name: str, obj: Any) -> None:
+            if isinstance(obj, h5py.Group):
+                target = dst.require_group(name)
+            else:
+                data = obj[()]
+                if data.dtype == np.float32:
+                    data = data.astype(dtype)
+                target = dst.create_dataset(name, data=data)
+            for key, value in obj.attrs.items():
+                target.attrs[key] = value
+
+        src.visititems(copy)
+    os.replace(tmp, path)
 
 
 def _expand(pattern: str) -> list[str]:

@@ -8,10 +8,12 @@ A bundle is a directory ``models/<name>/``::
     provenance.json   how it was trained (command, data, commit, date, wall time, machine)
     metrics.json      its metrics on the AudioSet eval split
 
-The input contract is explicit in ``config.json["input"]``: ``dequantize`` (always true:
-inputs are the uint8 values stored in the TFRecords), ``l2_normalize`` (per-frame,
-YouTube-8M style, or not), ``max_frames`` and ``feature_size``. :meth:`Bundle.predict`
-applies it, so callers pass exactly what the VGGish post-processor or the TFRecords give.
+The input contract is explicit in ``config.json``: ``config["input"]`` holds what all
+members share: ``dequantize`` (always true: inputs are the uint8 values stored in the
+TFRecords), ``max_frames`` and ``feature_size``; ``l2_normalize`` (per-frame, YouTube-8M
+style, or not) is given per member (``members[i]["l2_normalize"]``, format 2) or once in
+``config["input"]`` (format 1). :meth:`Bundle.predict` applies it, so callers pass exactly
+what the VGGish post-processor or the TFRecords give.
 
 Importing this module is cheap: TensorFlow is imported inside :func:`load_bundle`.
 """
@@ -87,6 +89,16 @@ def write_labels(source_csv: str | os.PathLike[str], dest: str | os.PathLike[str
     return len(mids)
 
 
+def member_l2_normalize(config: dict[str, Any], index: int) -> bool:
+    """Whether member ``index`` expects per-frame L2-normalised frames."""
+    member = config["members"][index]
+    value = member.get("l2_normalize", config["input"].get("l2_normalize"))
+    if value is None:
+        raise BundleError(f"member {index} ({member.get('model')}) has no l2_normalize "
+                          f"in its input contract")
+    return bool(value)
+
+
 def build_members(config: dict[str, Any], weight_files: list[Path]):
     """Rebuild each member from the registry and load its weights."""
     from yt8m.models import build_model, make_hparams
@@ -142,16 +154,17 @@ class Bundle(InputContract):
 
             from yt8m.reader import preprocess_frames
 
-            l2 = bool(self.config["input"]["l2_normalize"])
             members = self.members
+            l2_flags = [member_l2_normalize(self.config, i) for i in range(len(members))]
 
             # One trace for every batch size and clip length (dynamic input signature).
             @tf.function(input_signature=[
                 tf.TensorSpec([None, None, self.feature_size], tf.uint8),
                 tf.TensorSpec([None], tf.int32)])
             def fn(frames, num_frames):
-                x = preprocess_frames(frames, num_frames, l2)
-                scores = [m((x, num_frames), training=False) for m in members]
+                inputs = {l2: preprocess_frames(frames, num_frames, l2) for l2 in set(l2_flags)}
+                scores = [m((inputs[l2], num_frames), training=False)
+                          for m, l2 in zip(members, l2_flags, strict=True)]
                 return tf.add_n(scores) / float(len(scores))
 
             self._fn = fn
@@ -203,6 +216,8 @@ def load_bundle(name_or_path: str | os.PathLike[str] | None = None,
         config = json.loads(config_path.read_text(encoding="utf-8"))
         weight_files = [path / m["weights"] for m in config["members"]]
         config["input"]["feature_size"]
+        for i in range(len(config["members"])):
+            member_l2_normalize(config, i)
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise BundleError(f"{config_path}: invalid bundle config ({exc})") from None
     missing = [str(w) for w in weight_files if not w.is_file()]

@@ -12,6 +12,10 @@ What happens:
 * The training files are decoded once into memory (uint8, cached on disk under
   ``--data_cache_dir``); ``--validation_fraction`` of the clips (seeded) is held out for
   early stopping and model selection. The eval split is never looked at here.
+* ``--validation_fraction=0`` (the refit step) trains on every clip for exactly
+  ``--num_epochs`` epochs, no early stopping, and the final weights are the result: use it
+  with the epoch count a run with a validation split chose (``best_epoch`` in its
+  ``provenance.json``).
 * Each epoch ends with a validation pass (hit@1, GAP, mAP, AUC), a checkpoint of the
   model *and* optimizer *and* early-stopping state (``last.*``), and, when the monitored
   metric improved, ``best.weights.h5``. Rerunning the same command resumes from the last
@@ -91,7 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max_frames", type=int, default=300)
     g.add_argument("--validation_data_pattern", default=None,
                    help="validation TFRecords (default: carve --validation_fraction from train)")
-    g.add_argument("--validation_fraction", type=float, default=0.1)
+    g.add_argument("--validation_fraction", type=float, default=0.1,
+                   help="share of the training clips held out for early stopping; 0 trains "
+                        "on all of them for exactly --num_epochs (the refit step)")
     g.add_argument("--reader_on_error", choices=("skip", "raise"), default="skip",
                    help="malformed records: skip them with a counted warning, or fail")
     g.add_argument("--data_cache_dir", default=str(DEFAULT_CACHE_DIR),
@@ -278,15 +284,18 @@ def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, 
     class EpochEnd(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
-            pred = model.predict(val_ds, verbose=0)
-            val = M.evaluate(pred, val_labels)
-            val["loss"] = float(np.mean(cross_entropy_np(val_labels, pred)))
-            for k in ("hit_at_one", "gap", "map", "auc", "loss"):
-                logs[f"val_{k}"] = val[k]
             logs["learning_rate"] = float(np.asarray(optimizer.learning_rate))
-            metric = val[args.early_stopping_metric]
-            better = (metric < state["best"]) if args.early_stopping_metric == "loss" else (
-                metric > state["best"])
+            if val_ds is None:  # refit: no validation, the latest weights are the result
+                val, metric, better = None, float(epoch + 1), True
+            else:
+                pred = model.predict(val_ds, verbose=0)
+                val = M.evaluate(pred, val_labels)
+                val["loss"] = float(np.mean(cross_entropy_np(val_labels, pred)))
+                for k in ("hit_at_one", "gap", "map", "auc", "loss"):
+                    logs[f"val_{k}"] = val[k]
+                metric = val[args.early_stopping_metric]
+                better = (metric < state["best"]) if args.early_stopping_metric == "loss" else (
+                    metric > state["best"])
             if state["best"] is None or better or math.isnan(state["best"]):
                 state.update(best=metric, best_epoch=epoch + 1, wait=0)
                 _atomic_save_weights(model, train_dir / BEST_WEIGHTS)
@@ -296,7 +305,7 @@ def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, 
             state["epoch"] = epoch + 1
             state["steps"] = int(optimizer.iterations.numpy())
             state["train_seconds"] = state["train_seconds_before"] + time.monotonic() - started
-            if state["wait"] >= args.early_stopping_patience:
+            if val_ds is not None and state["wait"] >= args.early_stopping_patience:
                 state["stopped_early"] = True
                 self.model.stop_training = True
             _atomic_save_weights(model, train_dir / CHECKPOINT_WEIGHTS)
@@ -304,7 +313,12 @@ def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, 
             np.savez(tmp, *[np.asarray(v.numpy()) for v in optimizer.variables])
             os.replace(tmp, train_dir / CHECKPOINT_OPTIMIZER)
             _write_json(train_dir / CHECKPOINT_STATE, state)
-            if not args.quiet:
+            if not args.quiet and val is None:
+                print(f"epoch {epoch + 1}/{args.num_epochs} step {state['steps']} "
+                      f"loss {logs.get('loss', float('nan')):.4f} lr {logs['learning_rate']:.3g} "
+                      f"(refit on all clips, no validation) [{state['train_seconds']:.0f}s]",
+                      flush=True)
+            elif not args.quiet:
                 print(f"epoch {epoch + 1}/{args.num_epochs} step {state['steps']} "
                       f"loss {logs.get('loss', float('nan')):.4f} lr {logs['learning_rate']:.3g} "
                       f"val_loss {val['loss']:.4f} val_hit@1 {val['hit_at_one']:.4f} "
@@ -371,6 +385,8 @@ def _clear_checkpoints(train_dir: Path) -> None:
 
 
 def _split(clips, fraction: float, seed: int):
+    if fraction == 0:
+        return clips, None
     n = len(clips)
     n_val = round(n * fraction)
     if not 0 < n_val < n:
@@ -433,8 +449,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     else:
         train_clips, val_clips = _split(clips, args.validation_fraction, args.seed)
     load_seconds = time.monotonic() - t0
-    logger.info("data: %d train / %d validation clips in %.1fs", len(train_clips),
-                len(val_clips), load_seconds)
+    n_val = 0 if val_clips is None else len(val_clips)
+    logger.info("data: %d train / %d validation clips in %.1fs", len(train_clips), n_val,
+                load_seconds)
 
     keras.utils.set_random_seed(args.seed + state["epoch"])
     strategy = _strategy(args.distribution_strategy)
@@ -469,11 +486,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     _write_json(out_dir / FLAGS_FILE, {"flags": vars(args), "config": config, "num_params": n_params})
     train_ds = make_train_dataset(train_clips, args.batch_size, l2, args.seed + state["epoch"],
                                   args.mixup_alpha)
-    val_ds = make_eval_dataset(val_clips, 1024, l2)
+    val_ds = None if val_clips is None else make_eval_dataset(val_clips, 1024, l2)
     started = time.monotonic()
     load_avg_start = os.getloadavg()
     callbacks = [
-        _make_callback(model, optimizer, out_dir, val_ds, val_clips.labels, args, state,
+        _make_callback(model, optimizer, out_dir, val_ds,
+                       None if val_clips is None else val_clips.labels, args, state,
                        started),
         _make_tensorboard(out_dir / LOG_DIR, optimizer, every_steps=10),
     ]
@@ -496,7 +514,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "validation": ({"pattern": args.validation_data_pattern} if args.validation_data_pattern
                        else {"carved_fraction": args.validation_fraction, "seed": args.seed}),
         "num_train_clips": len(train_clips),
-        "num_validation_clips": len(val_clips),
+        "num_validation_clips": n_val,
         "data_load_seconds": round(load_seconds, 2),
         "train_wall_seconds": round(state["train_seconds"], 2),
         "process_wall_seconds": round(time.monotonic() - t_process, 2),
@@ -509,8 +527,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     }
     _write_json(out_dir / PROVENANCE_FILE, prov)
     if not args.quiet:
-        print(f"done: {state['epoch']} epochs, best val {args.early_stopping_metric} "
-              f"{state['best']:.4f} at epoch {state['best_epoch']}, "
+        chosen = ("final weights (refit, no validation)" if val_clips is None else
+                  f"best val {args.early_stopping_metric} {state['best']:.4f} at epoch "
+                  f"{state['best_epoch']}")
+        print(f"done: {state['epoch']} epochs, {chosen}, "
               f"{state['train_seconds']:.1f}s training, weights {train_dir / BEST_WEIGHTS}",
               flush=True)
     return state
