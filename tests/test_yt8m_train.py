@@ -160,6 +160,43 @@ def test_refit_on_all_clips_without_validation(yt8m_data, tmp_path, capsys):
     np.testing.assert_array_equal(best.predict(x), final.predict(x))
 
 
+def test_swa_averages_epoch_weights_across_resume(yt8m_data, tmp_path):
+    """--swa_start_epoch=2: after epoch 2 the average is epoch 2's weights; resumed to
+    epoch 3 it is the mean of epochs 2 and 3 (BN statistics included), and the kept
+    best.weights.h5 is that average when it validates best."""
+    from yt8m.models import build_model, make_hparams
+
+    d = tmp_path / "swa"
+
+    def run(epochs):
+        return train.main(_seed_flags(yt8m_data, d, model="Attention", epochs=epochs, extra=[
+            "--hidden_size=16", "--hidden_layers=2", "--attention_levels=2",
+            "--base_learning_rate=0.01", "--swa_start_epoch=2", "--quiet",
+            "--early_stopping_metric=loss", "--early_stopping_patience=5"]))
+
+    def weights(name):
+        config = json.loads((d / "model_flags.json").read_text())["config"]["members"][0]
+        m = build_model(config["model"], NUM_CLASSES,
+                        make_hparams(config["model"], config["hparams"]))
+        m.load_weights(str(d / name))
+        return m.get_weights()
+
+    assert run(2) == 0
+    w2 = weights("last.weights.h5")
+    for a, b in zip(weights("swa.weights.h5"), w2, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert run(3) == 0
+    w3 = weights("last.weights.h5")
+    assert not np.allclose(w2[0], w3[0])
+    for a, b, c in zip(weights("swa.weights.h5"), w2, w3, strict=True):
+        np.testing.assert_allclose(a, (b + c) / 2, rtol=1e-6, atol=1e-7)
+    state = json.loads((d / "last.state.json").read_text())
+    assert state["swa_count"] == 2
+    if state["best_epoch"] == 3:
+        for a, b in zip(weights("best.weights.h5"), weights("swa.weights.h5"), strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.slow
 def test_mixed_contract_float16_ensemble(exported, yt8m_data, yt8m_train_dir, tmp_path):
     """An attention run (raw frames) and a DBoF run (L2-normalised frames) in one float16

@@ -16,6 +16,10 @@ What happens:
   ``--num_epochs`` epochs, no early stopping, and the final weights are the result: use it
   with the epoch count a run with a validation split chose (``best_epoch`` in its
   ``provenance.json``).
+* ``--swa_start_epoch=S`` (stochastic weight averaging, Izmailov et al. 2018): from epoch
+  S on, the weights at the end of each epoch (batch-norm statistics included) are
+  averaged; validation, early stopping and ``best.weights.h5`` then use the averaged
+  model, which is checkpointed as ``swa.weights.h5`` for resuming.
 * Each epoch ends with a validation pass (hit@1, GAP, mAP, AUC), a checkpoint of the
   model *and* optimizer *and* early-stopping state (``last.*``), and, when the monitored
   metric improved, ``best.weights.h5``. Rerunning the same command resumes from the last
@@ -53,6 +57,7 @@ CHECKPOINT_WEIGHTS = "last.weights.h5"
 CHECKPOINT_OPTIMIZER = "last.optimizer.npz"
 CHECKPOINT_STATE = "last.state.json"
 BEST_WEIGHTS = "best.weights.h5"
+SWA_WEIGHTS = "swa.weights.h5"
 FLAGS_FILE = "model_flags.json"
 PROVENANCE_FILE = "provenance.json"
 LOG_DIR = "logs"
@@ -130,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--clip_gradient_norm", type=float, default=1.0)
     o.add_argument("--mixup_alpha", type=float, default=0.0,
                    help="mixup Beta(α, α) between clips of a batch (0 disables)")
+    o.add_argument("--swa_start_epoch", type=int, default=0,
+                   help="average the weights of every epoch from this one on (1-based; "
+                        "0 disables) and validate/keep the average")
     o.add_argument("--early_stopping_patience", type=int, default=5,
                    help="epochs without improvement of the validation metric before stopping")
     o.add_argument("--early_stopping_metric", choices=METRIC_CHOICES, default="map")
@@ -275,7 +283,7 @@ def _write_json(path: Path, data: Any) -> None:
 
 
 def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, state,
-                   started: float):
+                   started: float, averaged=None):
     """Validation metrics, checkpointing, early stopping and progress, once per epoch."""
     import keras
 
@@ -285,10 +293,20 @@ def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, 
         def on_epoch_end(self, epoch, logs=None):
             logs = logs if logs is not None else {}
             logs["learning_rate"] = float(np.asarray(optimizer.learning_rate))
+            scored = model
+            if averaged is not None and epoch + 1 >= args.swa_start_epoch:
+                n = state.get("swa_count", 0)
+                current = model.get_weights()
+                averaged.set_weights(current if n == 0 else [
+                    a + (w - a) / (n + 1) for a, w in zip(averaged.get_weights(), current,
+                                                          strict=True)])
+                state["swa_count"] = n + 1
+                _atomic_save_weights(averaged, train_dir / SWA_WEIGHTS)
+                scored = averaged
             if val_ds is None:  # refit: no validation, the latest weights are the result
                 val, metric, better = None, float(epoch + 1), True
             else:
-                pred = model.predict(val_ds, verbose=0)
+                pred = scored.predict(val_ds, verbose=0)
                 val = M.evaluate(pred, val_labels)
                 val["loss"] = float(np.mean(cross_entropy_np(val_labels, pred)))
                 for k in ("hit_at_one", "gap", "map", "auc", "loss"):
@@ -298,7 +316,7 @@ def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, 
                     metric > state["best"])
             if state["best"] is None or better or math.isnan(state["best"]):
                 state.update(best=metric, best_epoch=epoch + 1, wait=0)
-                _atomic_save_weights(model, train_dir / BEST_WEIGHTS)
+                _atomic_save_weights(scored, train_dir / BEST_WEIGHTS)
                 state["best_val"] = val
             else:
                 state["wait"] += 1
@@ -379,7 +397,7 @@ def cross_entropy_np(labels: np.ndarray, pred: np.ndarray) -> np.ndarray:
 
 def _clear_checkpoints(train_dir: Path) -> None:
     for name in (CHECKPOINT_WEIGHTS, CHECKPOINT_OPTIMIZER, CHECKPOINT_STATE, BEST_WEIGHTS,
-                 FLAGS_FILE, PROVENANCE_FILE):
+                 SWA_WEIGHTS, FLAGS_FILE, PROVENANCE_FILE):
         (train_dir / name).unlink(missing_ok=True)
     shutil.rmtree(train_dir / LOG_DIR, ignore_errors=True)
 
@@ -482,6 +500,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             print(f"resuming {train_dir} at epoch {state['epoch']} step "
                   f"{int(optimizer.iterations.numpy())}", flush=True)
 
+    averaged = None
+    if args.swa_start_epoch > 0:
+        averaged = build_model(spec["model"], args.num_classes,
+                               make_hparams(spec["model"], spec["hparams"]),
+                               feature_size=int(args.feature_sizes))
+        if resuming and state.get("swa_count", 0) > 0:
+            averaged.load_weights(str(train_dir / SWA_WEIGHTS))
+
     n_params = int(sum(np.prod(v.shape) for v in model.weights))
     _write_json(out_dir / FLAGS_FILE, {"flags": vars(args), "config": config, "num_params": n_params})
     train_ds = make_train_dataset(train_clips, args.batch_size, l2, args.seed + state["epoch"],
@@ -492,7 +518,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     callbacks = [
         _make_callback(model, optimizer, out_dir, val_ds,
                        None if val_clips is None else val_clips.labels, args, state,
-                       started),
+                       started, averaged),
         _make_tensorboard(out_dir / LOG_DIR, optimizer, every_steps=10),
     ]
     if state["stopped_early"] or state["epoch"] >= args.num_epochs:
