@@ -158,6 +158,17 @@ def test_refit_on_all_clips_without_validation(yt8m_data, tmp_path, capsys):
     best = yt8m_eval.load_train_dir(d)
     x = np.random.default_rng(0).integers(0, 256, size=(4, 5, 128), dtype=np.uint8)
     np.testing.assert_array_equal(best.predict(x), final.predict(x))
+    # --refit_epochs_from takes the epoch count from a finished run's provenance.
+    prov["best_epoch"] = 2
+    (d / "provenance.json").write_text(json.dumps(prov))
+    again = tmp_path / "refit2"
+    assert train.main(_seed_flags(yt8m_data, again, model="Logistic", epochs=50, extra=[
+        f"--refit_epochs_from={d}", "--quiet"])) == 0
+    prov2 = json.loads((again / "provenance.json").read_text())
+    assert prov2["epochs"] == 2 and prov2["num_validation_clips"] == 0
+    assert train.main(_seed_flags(yt8m_data, again, extra=[
+        f"--refit_epochs_from={tmp_path}", "--start_new_model"])) == 2
+    assert "best_epoch" in capsys.readouterr().err
 
 
 def test_swa_averages_epoch_weights_across_resume(yt8m_data, tmp_path):

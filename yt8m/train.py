@@ -103,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--validation_fraction", type=float, default=0.1,
                    help="share of the training clips held out for early stopping; 0 trains "
                         "on all of them for exactly --num_epochs (the refit step)")
+    g.add_argument("--refit_epochs_from", default=None, metavar="TRAIN_DIR",
+                   help="refit step: --validation_fraction=0 and --num_epochs = the best "
+                        "epoch recorded in TRAIN_DIR/provenance.json (a finished run of the "
+                        "same configuration with a validation split)")
     g.add_argument("--reader_on_error", choices=("skip", "raise"), default="skip",
                    help="malformed records: skip them with a counted warning, or fail")
     g.add_argument("--data_cache_dir", default=str(DEFAULT_CACHE_DIR),
@@ -424,6 +428,17 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         raise TrainError("only frame-level features are supported (--frame_features)")
     if "," in args.feature_names or "," in args.feature_sizes:
         raise TrainError("exactly one feature is supported (audio_embedding, 128)")
+    if args.refit_epochs_from:
+        source = Path(args.refit_epochs_from).expanduser() / PROVENANCE_FILE
+        try:
+            best_epoch = int(json.loads(source.read_text(encoding="utf-8"))["best_epoch"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise TrainError(f"--refit_epochs_from: cannot read best_epoch from {source} "
+                             f"({exc})") from None
+        if best_epoch < 1:
+            raise TrainError(f"{source}: best_epoch is {best_epoch}")
+        args.num_epochs, args.validation_fraction = best_epoch, 0.0
+        args.validation_data_pattern = None
     config = model_config(args)
     train_dir = Path(args.train_dir).expanduser()
     train_dir.mkdir(parents=True, exist_ok=True)
