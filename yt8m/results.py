@@ -30,11 +30,13 @@ def bundle_row(path: Path) -> dict[str, Any]:
     metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
     prov = json.loads((path / "provenance.json").read_text(encoding="utf-8"))
     members = [m for m in prov.get("members", []) if m]
-    models = sorted({m["model"] for m in config["members"]})
+    names = [m["model"] for m in config["members"]]
+    models = sorted(set(names), key=names.index)
+    refit = [not (m.get("num_validation_clips") or 0) for m in members]
     return {
         "bundle": config.get("name", path.name),
-        "model": " + ".join(models) + (f" ×{len(config['members'])}"
-                                       if len(config["members"]) > 1 else ""),
+        "model": " + ".join(x + (f" ×{names.count(x)}" if names.count(x) > 1 else "")
+                            for x in models) + (" (refit)" if refit and all(refit) else ""),
         "models": models,
         "metrics": metrics,
         "train_seconds": sum(m.get("train_wall_seconds", 0.0) for m in members),
@@ -58,8 +60,9 @@ def render(rows: list[dict[str, Any]]) -> str:
     lines = [head, "|" + "|".join(["---"] * (head.count("|") - 1)) + "|"]
     for r in rows:
         m = r["metrics"]
-        seed = " / ".join(f"{SEED_HIT_AT_ONE[x]:.4f}" for x in r["models"]
-                          if x in SEED_HIT_AT_ONE) or "—"
+        single = len(r["models"]) == 1 and len(r["epochs"]) == 1
+        seed = (f"{SEED_HIT_AT_ONE[r['models'][0]]:.4f}"
+                if single and r["models"][0] in SEED_HIT_AT_ONE else "—")
         times = _fmt_time(r["train_seconds"])
         if len(r["member_seconds"]) > 1:
             times += " (" + " + ".join(_fmt_time(s) for s in r["member_seconds"]) + ")"
