@@ -27,38 +27,59 @@ bench: setup
 
 # make results: train every model of docs/results.md on bal_train (validation carved from
 # it), export and evaluate each as a bundle on eval, regenerate the table in
-# docs/results.md from the bundles' metrics.json/provenance.json; the two-member attention
-# ensemble is written to models/<DEFAULT_BUNDLE>/, the shipped classifier. Runs
-# sequentially; about an hour on 2 idle cores. As root on a shared machine: make results NICE="nice -n -5".
+# docs/results.md from the bundles' metrics.json/provenance.json, and write the shipped
+# ensemble (two attention models with weight averaging and a DBoF, each refit on all of
+# bal_train for the epoch count its validation run chose) to models/<DEFAULT_BUNDLE>/. `make -j2 results` runs two trainings at once, each on one
+# thread (about 40 min on 2 idle cores; -j1 takes about an hour).
+# As root on a shared machine: make -j2 results NICE="nice -n -5".
 AUDIOSET ?= $(or $(AUDIO_ANALYSIS_SHARED),$(CURDIR)/../shared)/data/audioset_v1_embeddings
 RESULTS ?= runs/results
 NICE ?=
-YT8M_SEED_FLAGS = --train_data_pattern='$(AUDIOSET)/bal_train/*.tfrecord' --num_epochs=100 \
-	--learning_rate_decay_examples=400000 --feature_names=audio_embedding --feature_sizes=128 \
-	--frame_features --batch_size=512 --num_classes=527 --start_new_model
-YT8M_ATTENTION_FLAGS = --train_data_pattern='$(AUDIOSET)/bal_train/*.tfrecord' --num_epochs=100 \
-	--learning_rate_decay_examples=400000 --batch_size=256 --model=AttentionModel \
-	--base_learning_rate=0.001 --early_stopping_patience=6 --start_new_model
+THREADS ?= $(if $(filter -j%,$(MAKEFLAGS)),1,2)
+TRAIN = $(NICE) $(PY) -m yt8m.train --num_threads=$(THREADS) --start_new_model \
+	--train_data_pattern='$(AUDIOSET)/bal_train/*.tfrecord' --learning_rate_decay_examples=400000
+YT8M_SEED_FLAGS = --num_epochs=100 --feature_names=audio_embedding --feature_sizes=128 \
+	--frame_features --batch_size=512 --num_classes=527
+LOGISTIC_FLAGS = $(YT8M_SEED_FLAGS) --model=FrameLevelLogisticModel --base_learning_rate=0.05
+DBOF_FLAGS = $(YT8M_SEED_FLAGS) --model=DbofModel --dbof_cluster_size=2048 --iterations=10
+ATTENTION_FLAGS = --num_epochs=100 --batch_size=256 --model=AttentionModel \
+	--base_learning_rate=0.001 --early_stopping_patience=6 --swa_start_epoch=10
 YT8M_EXPORT = $(PY) -m yt8m.export --force --eval_data_pattern='$(AUDIOSET)/eval/*.tfrecord'
 SHIPPED_BUNDLE = $(shell $(PY) -c 'from yt8m.inference import DEFAULT_BUNDLE; print(DEFAULT_BUNDLE)')
+RESULT_RUNS = attention_s1 attention_s2 refit_attention_s1 refit_attention_s2 logistic \
+	logistic_refit dbof dbof_refit lstm
 
-results: setup
-	$(NICE) $(PY) -m yt8m.train $(YT8M_SEED_FLAGS) --train_dir=$(RESULTS)/logistic \
-		--model=FrameLevelLogisticModel --base_learning_rate=0.05 --early_stopping_patience=8 \
-		--early_stopping_metric=hit_at_one --validation_fraction=0.05
+results: setup $(RESULT_RUNS:%=$(RESULTS)/%/provenance.json)
 	$(YT8M_EXPORT) --train_dir=$(RESULTS)/logistic --name=logistic --output_dir=$(RESULTS)/bundles/logistic
-	$(NICE) $(PY) -m yt8m.train $(YT8M_SEED_FLAGS) --train_dir=$(RESULTS)/dbof --model=DbofModel \
-		--dbof_cluster_size=2048 --iterations=10 --early_stopping_patience=3
+	$(YT8M_EXPORT) --train_dir=$(RESULTS)/logistic_refit --name=logistic_refit \
+		--output_dir=$(RESULTS)/bundles/logistic_refit
 	$(YT8M_EXPORT) --train_dir=$(RESULTS)/dbof --name=dbof --output_dir=$(RESULTS)/bundles/dbof \
 		--max_size_mb=100
-	$(NICE) $(PY) -m yt8m.train $(YT8M_SEED_FLAGS) --train_dir=$(RESULTS)/lstm --model=LstmModel \
-		--lstm_cells=256 --base_learning_rate=0.01 --early_stopping_patience=5
 	$(YT8M_EXPORT) --train_dir=$(RESULTS)/lstm --name=lstm --output_dir=$(RESULTS)/bundles/lstm
-	for s in 1 2; do $(NICE) $(PY) -m yt8m.train $(YT8M_ATTENTION_FLAGS) --seed=$$s \
-		--train_dir=$(RESULTS)/attention_s$$s || exit 1; done
 	$(YT8M_EXPORT) --train_dir=$(RESULTS)/attention_s1 --name=attention \
 		--output_dir=$(RESULTS)/bundles/attention
-	$(YT8M_EXPORT) --train_dir=$(RESULTS)/attention_s1 --train_dir=$(RESULTS)/attention_s2 \
-		--name=$(SHIPPED_BUNDLE)
-	$(PY) -m yt8m.results $(RESULTS)/bundles/logistic $(RESULTS)/bundles/dbof \
-		$(RESULTS)/bundles/lstm $(RESULTS)/bundles/attention models/$(SHIPPED_BUNDLE)
+	$(YT8M_EXPORT) --train_dir=$(RESULTS)/refit_attention_s1 \
+		--train_dir=$(RESULTS)/refit_attention_s2 --train_dir=$(RESULTS)/dbof_refit \
+		--weights_dtype=float16 --name=$(SHIPPED_BUNDLE)
+	$(PY) -m yt8m.results $(RESULTS)/bundles/logistic $(RESULTS)/bundles/logistic_refit \
+		$(RESULTS)/bundles/dbof $(RESULTS)/bundles/lstm $(RESULTS)/bundles/attention \
+		models/$(SHIPPED_BUNDLE)
+
+# One rule per training run; a run is redone only when its provenance.json is missing.
+$(RESULTS)/logistic/provenance.json: | setup
+	$(TRAIN) $(LOGISTIC_FLAGS) --train_dir=$(@D) --early_stopping_patience=8 \
+		--early_stopping_metric=hit_at_one --validation_fraction=0.05
+$(RESULTS)/logistic_refit/provenance.json: $(RESULTS)/logistic/provenance.json
+	$(TRAIN) $(LOGISTIC_FLAGS) --train_dir=$(@D) --refit_epochs_from=$(RESULTS)/logistic
+$(RESULTS)/dbof/provenance.json: | setup
+	$(TRAIN) $(DBOF_FLAGS) --train_dir=$(@D) --early_stopping_patience=3
+$(RESULTS)/dbof_refit/provenance.json: $(RESULTS)/dbof/provenance.json
+	$(TRAIN) $(DBOF_FLAGS) --train_dir=$(@D) --refit_epochs_from=$(RESULTS)/dbof
+$(RESULTS)/lstm/provenance.json: | setup
+	$(TRAIN) $(YT8M_SEED_FLAGS) --model=LstmModel --lstm_cells=256 --base_learning_rate=0.01 \
+		--early_stopping_patience=5 --train_dir=$(@D)
+$(RESULTS)/attention_s%/provenance.json: | setup
+	$(TRAIN) $(ATTENTION_FLAGS) --seed=$* --train_dir=$(@D)
+$(RESULTS)/refit_attention_s%/provenance.json: $(RESULTS)/attention_s%/provenance.json
+	$(TRAIN) $(ATTENTION_FLAGS) --seed=$* --train_dir=$(@D) \
+		--refit_epochs_from=$(RESULTS)/attention_s$*

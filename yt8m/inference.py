@@ -34,7 +34,7 @@ from yt8m.paths import models_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE = "audioset-attention-v1"
+DEFAULT_BUNDLE = "audioset-ensemble-v2"
 """The shipped classifier's directory name under ``models_dir()``: the single source."""
 
 MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
