@@ -335,19 +335,15 @@ def _make_callback(model, optimizer, train_dir: Path, val_ds, val_labels, args, 
             np.savez(tmp, *[np.asarray(v.numpy()) for v in optimizer.variables])
             os.replace(tmp, train_dir / CHECKPOINT_OPTIMIZER)
             _write_json(train_dir / CHECKPOINT_STATE, state)
-            if not args.quiet and val is None:
+            if not args.quiet:
+                scores = ("(refit on all clips, no validation)" if val is None else
+                          f"val_loss {val['loss']:.4f} val_hit@1 {val['hit_at_one']:.4f} "
+                          f"val_gap {val['gap']:.4f} val_mAP {val['map']:.4f} "
+                          f"val_auc {val['auc']:.4f} best {args.early_stopping_metric} "
+                          f"{state['best']:.4f}@{state['best_epoch']}")
                 print(f"epoch {epoch + 1}/{args.num_epochs} step {state['steps']} "
                       f"loss {logs.get('loss', float('nan')):.4f} lr {logs['learning_rate']:.3g} "
-                      f"(refit on all clips, no validation) [{state['train_seconds']:.0f}s]",
-                      flush=True)
-            elif not args.quiet:
-                print(f"epoch {epoch + 1}/{args.num_epochs} step {state['steps']} "
-                      f"loss {logs.get('loss', float('nan')):.4f} lr {logs['learning_rate']:.3g} "
-                      f"val_loss {val['loss']:.4f} val_hit@1 {val['hit_at_one']:.4f} "
-                      f"val_gap {val['gap']:.4f} val_mAP {val['map']:.4f} "
-                      f"val_auc {val['auc']:.4f} best {args.early_stopping_metric} "
-                      f"{state['best']:.4f}@{state['best_epoch']} "
-                      f"[{state['train_seconds']:.0f}s]", flush=True)
+                      f"{scores} [{state['train_seconds']:.0f}s]", flush=True)
 
     return EpochEnd()
 
@@ -492,11 +488,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     # filesystem), the others write their (identical) files to a scratch directory.
     out_dir = train_dir if _is_chief(strategy) else Path(tempfile.mkdtemp(prefix="yt8m_worker_"))
     l2 = config["input"]["l2_normalize"]
+    spec = config["members"][0]
+
+    def new_model():
+        return build_model(spec["model"], args.num_classes,
+                           make_hparams(spec["model"], spec["hparams"]),
+                           feature_size=int(args.feature_sizes))
+
     with strategy.scope():
-        spec = config["members"][0]
-        model = build_model(spec["model"], args.num_classes,
-                            make_hparams(spec["model"], spec["hparams"]),
-                            feature_size=int(args.feature_sizes))
+        model = new_model()
         decay_steps = max(1.0, args.learning_rate_decay_examples / args.batch_size)
         schedule = keras.optimizers.schedules.ExponentialDecay(
             args.base_learning_rate, decay_steps, args.learning_rate_decay, staircase=True)
@@ -517,9 +517,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     averaged = None
     if args.swa_start_epoch > 0:
-        averaged = build_model(spec["model"], args.num_classes,
-                               make_hparams(spec["model"], spec["hparams"]),
-                               feature_size=int(args.feature_sizes))
+        averaged = new_model()
         if resuming and state.get("swa_count", 0) > 0:
             averaged.load_weights(str(train_dir / SWA_WEIGHTS))
 
