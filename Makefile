@@ -29,8 +29,9 @@ bench: setup
 # it), export and evaluate each as a bundle on eval, regenerate the table in
 # docs/results.md from the bundles' metrics.json/provenance.json, and write the shipped
 # ensemble (two attention models with weight averaging and a DBoF, each refit on all of
-# bal_train for the epoch count its validation run chose) to models/<DEFAULT_BUNDLE>/. `make -j2 results` runs two trainings at once, each on one
-# thread (about 40 min on 2 idle cores; -j1 takes about an hour).
+# bal_train for the epoch count its validation run chose) to models/<DEFAULT_BUNDLE>/.
+# `make -j2 results` runs two trainings at once, each on one thread (about 75 min of
+# training on 2 idle cores from scratch; -j1 takes longer).
 # As root on a shared machine: make -j2 results NICE="nice -n -5".
 AUDIOSET ?= $(or $(AUDIO_ANALYSIS_SHARED),$(CURDIR)/../shared)/data/audioset_v1_embeddings
 RESULTS ?= runs/results

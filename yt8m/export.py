@@ -9,7 +9,9 @@ architectures: they must share the feature, its size, ``max_frames`` and the cla
 per-frame L2 normalisation is recorded per member (``members[i]["l2_normalize"]``), so a
 YouTube-8M model (normalised) and the attention model (raw) can sit in one bundle.
 ``--weights_dtype float16`` stores the weights at half size (they are cast back to float32
-when loaded; scores move by ~1e-4, and ``metrics.json`` is computed on what is stored). The bundle (``models_dir()/<name>/`` or ``--output_dir``) gets ``config.json``,
+when loaded; scores move by ~1e-4, and ``metrics.json`` is computed on what is stored).
+
+The bundle (``models_dir()/<name>/`` or ``--output_dir``) gets ``config.json``,
 ``member_<i>.weights.h5``, ``labels.csv`` (derived from AudioSet's
 ``class_labels_indices.csv``), ``provenance.json`` (the export command, and each
 member's training provenance), and ``metrics.json``: the bundle is loaded back exactly as

@@ -31,7 +31,7 @@ def bundle_row(path: Path) -> dict[str, Any]:
     prov = json.loads((path / "provenance.json").read_text(encoding="utf-8"))
     members = [m for m in prov.get("members", []) if m]
     names = [m["model"] for m in config["members"]]
-    models = sorted(set(names), key=names.index)
+    models = list(dict.fromkeys(names))  # distinct, in member order
     refit = [not (m.get("num_validation_clips") or 0) for m in members]
     return {
         "bundle": config.get("name", path.name),
