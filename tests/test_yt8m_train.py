@@ -253,6 +253,36 @@ def test_mixed_contract_float16_ensemble(exported, yt8m_data, yt8m_train_dir, tm
         inference.load_bundle(old)
 
 
+@pytest.mark.slow
+def test_int8_bundle_loads_and_scores_like_float32(exported, yt8m_data, yt8m_train_dir,
+                                                   tmp_path):
+    """``yt8m.export --weights_dtype int8`` writes int8 kernels that ``load_bundle``
+    dequantises; scores stay close to the float32 bundle's and the file is smaller."""
+    from yt8m.reader import load_clips
+    from yt8m.weights import stored_dtypes
+
+    dest = tmp_path / "int8"
+    assert export.main([f"--train_dir={yt8m_train_dir}", "--name=int8",
+                        f"--output_dir={dest}", "--weights_dtype=int8",
+                        f"--eval_data_pattern={yt8m_data['eval']}",
+                        f"--labels_csv={yt8m_data['labels']}"]) == 0
+    assert np.dtype("int8") in stored_dtypes(dest / "member_0.weights.h5")
+    assert ((dest / "member_0.weights.h5").stat().st_size
+            < 0.5 * (exported / "member_0.weights.h5").stat().st_size)
+    bundle = inference.load_bundle(dest)
+    assert bundle.config["members"][0]["weights_dtype"] == "int8"
+    clips = load_clips(str(yt8m_data["eval"]))
+    got = bundle.predict(clips.frames, clips.num_frames)
+    want = inference.load_bundle(exported).predict(clips.frames, clips.num_frames)
+    np.testing.assert_allclose(got, want, atol=2e-2)
+    assert not np.array_equal(got, want)  # the weights really were quantised
+    config = bundle.config
+    config["members"][0]["weights_dtype"] = "int4"
+    (dest / "config.json").write_text(json.dumps(config))
+    with pytest.raises(inference.BundleError, match="int4"):
+        inference.load_bundle(dest)
+
+
 def test_predict_any_batch_and_length_without_retracing(exported, rng):
     bundle = inference.load_bundle(exported)
     x = rng.integers(0, 256, size=(4, 12, 128), dtype=np.uint8)

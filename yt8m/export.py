@@ -8,8 +8,9 @@ Several ``--train_dir`` make an ensemble (scores averaged), possibly of differen
 architectures: they must share the feature, its size, ``max_frames`` and the class count;
 per-frame L2 normalisation is recorded per member (``members[i]["l2_normalize"]``), so a
 YouTube-8M model (normalised) and the attention model (raw) can sit in one bundle.
-``--weights_dtype float16`` stores the weights at half size (they are cast back to float32
-when loaded; scores move by ~1e-4, and ``metrics.json`` is computed on what is stored).
+``--weights_dtype float16`` stores the weights at half size, ``int8`` (per-channel scales,
+``yt8m.weights``) at a quarter; they are turned back into float32 when loaded, and
+``metrics.json`` is computed on what is stored.
 
 The bundle (``models_dir()/<name>/`` or ``--output_dir``) gets ``config.json``,
 ``member_<i>.weights.h5``, ``labels.csv`` (derived from AudioSet's
@@ -28,6 +29,8 @@ import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from yt8m.weights import WEIGHTS_DTYPES
 
 FORMAT_VERSION = 2
 """1: one ``input`` contract for all members. 2: ``l2_normalize`` moved into each member
@@ -53,8 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels_csv", default=None,
                    help=f"AudioSet {LABELS_CSV_NAME} (default: beside the eval split's folder)")
     p.add_argument("--max_size_mb", type=float, default=20.0)
-    p.add_argument("--weights_dtype", choices=("float32", "float16"), default="float32",
-                   help="storage type of the members' weights (float16 halves the bundle)")
+    p.add_argument("--weights_dtype", choices=WEIGHTS_DTYPES, default="float32",
+                   help="storage type of the members' weights (float16 halves the bundle, "
+                        "int8 with per-channel scales quarters it; see yt8m.weights)")
     p.add_argument("--data_cache_dir", default=None, help="decoded-data cache for the eval")
     p.add_argument("--force", action="store_true", help="replace an existing bundle")
     return p
@@ -84,6 +88,7 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
     from yt8m.paths import models_dir
     from yt8m.train import BEST_WEIGHTS, FLAGS_FILE
     from yt8m.train import PROVENANCE_FILE as RUN_PROVENANCE
+    from yt8m.weights import convert_weights_file
 
     dest = Path(args.output_dir).expanduser() if args.output_dir else models_dir() / args.name
     if dest.exists() and not args.force:
@@ -122,8 +127,7 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
             # holds the optimizer's moments (twice the model's size), useless for inference.
             (model,) = build_members(c, [d / BEST_WEIGHTS])
             model.save_weights(str(tmp / weights))
-            if args.weights_dtype == "float16":
-                cast_weights_file(tmp / weights, "float16")
+            convert_weights_file(tmp / weights, args.weights_dtype)
             config["members"].append({**c["members"][0], "weights": weights,
                                       "weights_dtype": args.weights_dtype,
                                       "l2_normalize": bool(c["input"]["l2_normalize"]),
@@ -161,32 +165,6 @@ def export(args: argparse.Namespace, argv: list[str] | None = None) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
-
-
-def cast_weights_file(path: Path, dtype: str) -> None:
-    """Rewrite a Keras ``.weights.h5`` with every float32 array stored as ``dtype``
-    (groups, attributes and layout unchanged; Keras casts back when loading)."""
-    import h5py
-    import numpy as np
-
-    tmp = path.with_name(path.name + ".tmp")
-    with h5py.File(path, "r") as src, h5py.File(tmp, "w") as dst:
-        for key, value in src.attrs.items():
-            dst.attrs[key] = value
-
-        def copy(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Group):
-                target = dst.require_group(name)
-            else:
-                data = obj[()]
-                if data.dtype == np.float32:
-                    data = data.astype(dtype)
-                target = dst.create_dataset(name, data=data)
-            for key, value in obj.attrs.items():
-                target.attrs[key] = value
-
-        src.visititems(copy)
-    os.replace(tmp, path)
 
 
 def _expand(pattern: str) -> list[str]:

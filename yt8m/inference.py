@@ -3,7 +3,8 @@
 A bundle is a directory ``models/<name>/``::
 
     config.json       model name(s) + hyper-parameters + input contract
-    member_<i>.weights.h5   Keras weights of each member (an ensemble averages members)
+    member_<i>.weights.h5   Keras weights of each member (an ensemble averages members),
+                      stored as members[i]["weights_dtype"] says (``yt8m.weights``)
     labels.csv        index, mid, display_name (from AudioSet's class_labels_indices.csv)
     provenance.json   how it was trained (command, data, commit, date, wall time, machine)
     metrics.json      its metrics on the AudioSet eval split
@@ -24,6 +25,7 @@ import csv
 import json
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,7 +111,19 @@ def build_members(config: dict[str, Any], weight_files: list[Path]):
         model = build_model(spec["model"], int(config["num_classes"]),
                             make_hparams(spec["model"], spec.get("hparams")),
                             feature_size=feature_size)
-        model.load_weights(str(wf))
+        dtype = spec.get("weights_dtype", "float32")
+        if dtype == "int8":
+            # Keras cannot apply the per-channel scales: load a float32 copy of the file.
+            from yt8m.weights import dequantize_weights_file
+
+            with tempfile.TemporaryDirectory(prefix="yt8m-weights-") as tmp:
+                plain = Path(tmp) / Path(wf).name
+                dequantize_weights_file(wf, plain)
+                model.load_weights(str(plain))
+        elif dtype in ("float32", "float16"):
+            model.load_weights(str(wf))
+        else:
+            raise BundleError(f"{wf}: unknown weights_dtype {dtype!r}")
         members.append(model)
     return members
 
