@@ -67,6 +67,9 @@ results: setup $(RESULT_RUNS:%=$(RESULTS)/%/provenance.json)
 		models/$(SHIPPED_BUNDLE)
 
 # One rule per training run; a run is redone only when its provenance.json is missing.
+# .SECONDARY: make must never delete a validation run's provenance.json as an
+# "intermediate" file when only a refit target is asked for (that would retrain it).
+.SECONDARY:
 $(RESULTS)/logistic/provenance.json: | setup
 	$(TRAIN) $(LOGISTIC_FLAGS) --train_dir=$(@D) --early_stopping_patience=8 \
 		--early_stopping_metric=hit_at_one --validation_fraction=0.05
