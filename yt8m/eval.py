@@ -2,7 +2,7 @@
 
     python -m yt8m.eval --eval_data_pattern='../shared/data/audioset_v1_embeddings/eval/*.tfrecord' \\
         --train_dir=runs/lstm            # best checkpoint of a training run
-    python -m yt8m.eval --eval_data_pattern=... --bundle=audioset-ensemble-v2   # a bundle
+    python -m yt8m.eval --eval_data_pattern=... --bundle=audioset-ensemble-v3   # a bundle
 
 Prints hit@1, PERR, GAP@20, mAP, macro AUC and d′ as a table and writes them as JSON
 (``--output_json``; default ``<train_dir>/eval_metrics.json`` for a training run).

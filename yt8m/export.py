@@ -1,7 +1,7 @@
 """Export trained runs as a self-contained classifier bundle (``python -m yt8m.export``).
 
     python -m yt8m.export --train_dir=runs/attention_s1 --train_dir=runs/attention_s2 \\
-        --train_dir=runs/dbof_refit --weights_dtype=float16 --name=audioset-ensemble-v2 \\
+        --train_dir=runs/dbof_refit --weights_dtype=int8 --name=audioset-ensemble-v3 \\
         --eval_data_pattern='../shared/data/audioset_v1_embeddings/eval/*.tfrecord'
 
 Several ``--train_dir`` make an ensemble (scores averaged), possibly of different

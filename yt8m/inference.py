@@ -36,7 +36,7 @@ from yt8m.paths import models_dir
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE = "audioset-ensemble-v2"
+DEFAULT_BUNDLE = "audioset-ensemble-v3"
 """The shipped classifier's directory name under ``models_dir()``: the single source."""
 
 MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
