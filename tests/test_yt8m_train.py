@@ -224,12 +224,9 @@ def test_mixed_contract_float16_ensemble(exported, yt8m_data, yt8m_train_dir, tm
                         "--name=mixed", f"--output_dir={dest}", "--weights_dtype=float16",
                         f"--eval_data_pattern={yt8m_data['eval']}",
                         f"--labels_csv={yt8m_data['labels']}"]) == 0
-    import h5py
+    from yt8m.weights import stored_dtypes
 
-    with h5py.File(dest / "member_1.weights.h5") as f:
-        dtypes = set()
-        f.visititems(lambda _, o: dtypes.add(o.dtype) if isinstance(o, h5py.Dataset) else None)
-    assert dtypes == {np.dtype("float16")}
+    assert stored_dtypes(dest / "member_1.weights.h5") == {np.dtype("float16")}
     bundle = inference.load_bundle(dest)
     assert [m["l2_normalize"] for m in bundle.config["members"]] == [False, True]
     clips = load_clips(str(yt8m_data["eval"]))

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from yt8m.paths import models_dir
+from yt8m.weights import WEIGHTS_DTYPES, dequantize_weights_file
 
 logger = logging.getLogger(__name__)
 
@@ -112,18 +113,16 @@ def build_members(config: dict[str, Any], weight_files: list[Path]):
                             make_hparams(spec["model"], spec.get("hparams")),
                             feature_size=feature_size)
         dtype = spec.get("weights_dtype", "float32")
+        if dtype not in WEIGHTS_DTYPES:
+            raise BundleError(f"{wf}: unknown weights_dtype {dtype!r}")
         if dtype == "int8":
             # Keras cannot apply the per-channel scales: load a float32 copy of the file.
-            from yt8m.weights import dequantize_weights_file
-
             with tempfile.TemporaryDirectory(prefix="yt8m-weights-") as tmp:
                 plain = Path(tmp) / Path(wf).name
                 dequantize_weights_file(wf, plain)
                 model.load_weights(str(plain))
-        elif dtype in ("float32", "float16"):
+        else:  # float32, or float16 that Keras casts back itself
             model.load_weights(str(wf))
-        else:
-            raise BundleError(f"{wf}: unknown weights_dtype {dtype!r}")
         members.append(model)
     return members
 
