@@ -19,9 +19,10 @@ rate, each window then being resampled to 16 kHz with resampy.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -315,17 +316,43 @@ class MicrophoneSource:
 # --------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------
-def expand_audio_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given; directories expanded to their audio files (recursively, sorted)."""
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # unreadable: open_audio will say why when it is tried as a file
+        return False
+
+
+def expand_audio_paths(paths: Iterable[str | Path],
+                       on_error: Callable[[OSError], None] | None = None) -> list[Path]:
+    """Files as given; directories expanded to their audio files (recursively, sorted).
+
+    Files are chosen by extension without being opened, so an unreadable one is still
+    listed (and reported when it is read); a directory that cannot be listed is passed to
+    ``on_error`` and skipped. Symbolic links to directories are not followed (no loops).
+    """
     out: list[Path] = []
     for item in paths:
         path = Path(item).expanduser()
-        if path.is_dir():
-            out.extend(sorted(p for p in path.rglob("*")
-                              if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS))
-        else:
+        if not _is_dir(path):
             out.append(path)
+            continue
+        found = []
+        for root, dirs, files in os.walk(path, onerror=on_error):
+            dirs.sort()
+            found.extend(Path(root) / name for name in files
+                         if name.lower().endswith(AUDIO_EXTENSIONS))
+        out.extend(sorted(found))
     return out
+
+
+def _signature(path: Path) -> tuple[object, ...]:
+    """What changes when a file is replaced, rewritten or has its permissions changed."""
+    try:
+        info = os.stat(path)
+    except OSError as exc:
+        return ("unreadable", exc.errno)
+    return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
 
 
 class FileStreamSource:
@@ -360,6 +387,20 @@ class FileStreamSource:
         self.name = name or ", ".join(str(p) for p in self.paths)
         self._closed = threading.Event()
         self.files_failed = 0
+        self._reported: dict[Path, tuple[object, ...]] = {}
+
+    def _report(self, path: Path, message: str) -> None:
+        """Log an unusable file or directory once, and again only after it changed, so a
+        bad file in a watched folder gives one line, not one per pass."""
+        signature = _signature(path)
+        if self._reported.get(path) != signature:
+            self._reported[path] = signature
+            logger.warning("skipping %s", message)
+
+    def _unlistable(self, exc: OSError) -> None:
+        path = Path(exc.filename or self.name)
+        self._report(path, f"{path}: cannot list the directory "
+                           f"({(exc.strerror or str(exc)).lower()})")
 
     def request_window(self) -> None:
         """Files are always ready: nothing to do."""
@@ -397,7 +438,7 @@ class FileStreamSource:
         clock_start = time.monotonic()
         played = 0.0  # seconds of audio released so far (for real-time pacing)
         while not self._stopped(stop):
-            files = expand_audio_paths(self.paths)
+            files = expand_audio_paths(self.paths, on_error=self._unlistable)
             delivered = 0
             for path in files:
                 try:
@@ -416,7 +457,9 @@ class FileStreamSource:
                             return
                 except AudioFileError as exc:
                     self.files_failed += 1
-                    logger.warning("skipping %s", exc)
+                    self._report(path, str(exc))
+                else:
+                    self._reported.pop(path, None)
                 if self._stopped(stop):
                     return
             if not self.loop:
