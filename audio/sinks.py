@@ -7,6 +7,7 @@ protocol.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class WavSaverSink:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = check_save_directory(directory)
         self.saved: list[Path] = []
+        self.failed = 0
 
     def handle(self, event: Event) -> None:
         if event.audio is None:
@@ -74,7 +76,15 @@ class WavSaverSink:
         while path.exists():
             suffix += 1
             path = self.directory / f"{stem}_{suffix}.wav"
-        write_wav(path, event.audio, event.sample_rate)
+        try:
+            write_wav(path, event.audio, event.sample_rate)
+        except OSError as exc:  # disk full, directory removed, permissions changed
+            with contextlib.suppress(OSError):  # never leave a truncated recording behind
+                path.unlink(missing_ok=True)
+            self.failed += 1
+            logger.error("cannot save %s: %s (the window was still classified)", path,
+                         (exc.strerror or str(exc)).lower())
+            return
         self.saved.append(path)
         logger.info('"%s" saved.', path)
 
