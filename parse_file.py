@@ -27,6 +27,8 @@ from audio.config import AGGREGATE_CHOICES, Settings, SettingsError, add_model_a
 EXIT_OK = 0
 EXIT_MODEL = 1
 EXIT_BAD_INPUT = 2
+logger = logging.getLogger("parse_file")
+
 CSV_FIELDS = ("file", "scope", "start", "end", "rank", "label", "score", "error")
 
 
@@ -102,8 +104,7 @@ class _Writer:
                     self._csv.writerow([path, "event", f"{a:.3f}", f"{b:.3f}", "", count[0],
                                         "", ""])
         else:
-            prefix = f"{path}: " if self.several else ""
-            print(prefix + _line(result.predictions, self.threshold), file=self.out)
+            self._text_line(path, result.predictions)
             if self.timeline:
                 for w in result.timeline:
                     print(f"  {w.start:8.2f} - {w.end:8.2f}  {_line(w.predictions, self.threshold)}",
@@ -112,6 +113,16 @@ class _Writer:
                 n = len(count[1])
                 print(f"{prefix}{count[0]}: {n} event{'s' if n != 1 else ''}", file=self.out)
         self.out.flush()
+
+    def _text_line(self, path: str, predictions: Sequence[Any]) -> None:
+        """The original's line. With one file and no class above the threshold it printed
+        an empty line, which scripts test for; the reason goes to the log (``-v``)."""
+        if self.several or predictions:
+            prefix = f"{path}: " if self.several else ""
+            print(prefix + _line(predictions, self.threshold), file=self.out)
+            return
+        logger.info("%s: %s", path, _no_class(self.threshold))
+        print(file=self.out)
 
     def _rows(self, path: str, scope: str, start: float, end: float,
               predictions: Sequence[Any]) -> None:
