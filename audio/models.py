@@ -269,6 +269,57 @@ def _copy(response: BinaryIO, stream: BinaryIO, done: int, limit: int,
             on_progress(done)
 
 
+def _transfer(entry: ModelFile, url: str, part: Path, offset: int, timeout: float,
+              on_progress: Callable[[int], None] | None) -> int:
+    """Stream ``url`` into ``part`` from byte ``offset``; return the bytes ``part`` holds.
+
+    Network trouble propagates as urllib/http.client/socket exceptions, for
+    :func:`download_file` to turn into a :class:`NetworkError` (keeping ``part`` to
+    resume); a response that can't be the right file raises :class:`DownloadError`.
+    """
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:
+            raise
+        # Range not satisfiable: the partial file is stale; start over.
+        part.unlink()
+        offset = 0
+        response = _open(url, 0, timeout)
+    with response:
+        status = response.status
+        if offset and status == 200:
+            log.info("%s: server ignored the Range request; starting over", url)
+            offset = 0
+        elif offset and status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {offset}-"):
+                raise DownloadError(f"{url}: unexpected Content-Range {content_range!r} "
+                                    f"for a resume from byte {offset}", entry, url)
+            log.info("%s: resuming at byte %d", url, offset)
+        with part.open("ab" if offset else "wb") as stream:
+            done = _copy(response, stream, offset, entry.size, on_progress)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # http.client returns a short body silently when the server hangs up early;
+        # that is an interruption (keep the .part to resume), not a wrong file.
+        length = response.headers.get("Content-Length")
+        if length is not None and done - offset < int(length):
+            raise http.client.IncompleteRead(b"", int(length) - (done - offset))
+    return done
+
+
+def _network_error(exc: Exception, entry: ModelFile, url: str, part: Path) -> NetworkError:
+    """The one-line :class:`NetworkError` for an exception of the transfer."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return NetworkError(f"{url}: HTTP {exc.code} {_one_line(exc.reason)}", entry, url)
+    if isinstance(exc, urllib.error.URLError):
+        return NetworkError(f"cannot reach {url}: {_one_line(exc.reason)}", entry, url)
+    kept = part.stat().st_size if part.is_file() else 0
+    return NetworkError(f"{url}: connection lost after {kept} of {entry.size} bytes "
+                        f"({_one_line(exc)}); run the command again to resume", entry, url)
+
+
 def download_file(entry: ModelFile, directory: Path, base_url: str | None = None,
                   progress: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
                   progress_stream: TextIO | None = None) -> tuple[Path, bool]:
@@ -299,46 +350,10 @@ def download_file(entry: ModelFile, directory: Path, base_url: str | None = None
     done = offset
     try:
         if offset < entry.size:
-            try:
-                response = _open(url, offset, timeout)
-            except urllib.error.HTTPError as exc:
-                if exc.code != 416 or not offset:
-                    raise
-                # Range not satisfiable: the partial file is stale; start over.
-                part.unlink()
-                offset = done = 0
-                response = _open(url, 0, timeout)
-            with response:
-                status = response.status
-                if offset and status == 200:
-                    log.info("%s: server ignored the Range request; starting over", url)
-                    offset = done = 0
-                elif offset and status == 206:
-                    content_range = response.headers.get("Content-Range", "")
-                    if not content_range.startswith(f"bytes {offset}-"):
-                        raise DownloadError(f"{url}: unexpected Content-Range {content_range!r} "
-                                            f"for a resume from byte {offset}", entry, url)
-                    log.info("%s: resuming at byte %d", url, offset)
-                with part.open("ab" if offset else "wb") as stream:
-                    done = _copy(response, stream, offset, entry.size,
-                                 bar.update if bar else None)
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                # http.client returns a short body silently when the server hangs up early;
-                # that is an interruption (keep the .part to resume), not a wrong file.
-                length = response.headers.get("Content-Length")
-                if length is not None and done - offset < int(length):
-                    raise http.client.IncompleteRead(b"", int(length) - (done - offset))
-    except urllib.error.HTTPError as exc:
-        raise NetworkError(f"{url}: HTTP {exc.code} {_one_line(exc.reason)}",
-                           entry, url) from None
-    except urllib.error.URLError as exc:
-        raise NetworkError(f"cannot reach {url}: {_one_line(exc.reason)}", entry, url) from None
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        kept = part.stat().st_size if part.is_file() else 0
-        raise NetworkError(f"{url}: connection lost after {kept} of {entry.size} bytes "
-                           f"({_one_line(exc)}); run the command again to resume",
-                           entry, url) from None
+            done = _transfer(entry, url, part, offset, timeout, bar.update if bar else None)
+    except (urllib.error.URLError, TimeoutError, ConnectionError,
+            http.client.HTTPException) as exc:
+        raise _network_error(exc, entry, url, part) from None
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
