@@ -115,7 +115,32 @@ DEFAULT_GROUPS: tuple[str, ...] = ("vggish",)
 
 
 class DownloadError(RuntimeError):
-    """A download failed (network, HTTP, or checksum); the message is one line."""
+    """A download failed (network, HTTP, or checksum); the message is one line.
+
+    ``entry`` and ``url`` say which file failed and from where, so that the command line
+    can tell the user what to do about that file; both are None for failures that are
+    about no single file (an unknown group).
+    """
+
+    def __init__(self, message: str, entry: ModelFile | None = None,
+                 url: str | None = None) -> None:
+        super().__init__(message)
+        self.entry = entry
+        self.url = url
+
+
+class NetworkError(DownloadError):
+    """The file could not be fetched: unreachable or unresolvable host, timeout, lost
+    connection, or an HTTP error status.
+
+    Separate from a checksum mismatch because the registry's file is presumably fine here,
+    so the ways out differ: retrying later, a mirror, or copying the files in by hand.
+    """
+
+    entry: ModelFile
+
+    def __init__(self, message: str, entry: ModelFile, url: str) -> None:
+        super().__init__(message, entry, url)
 
 
 class MissingModelFilesError(FileNotFoundError):
@@ -244,6 +269,57 @@ def _copy(response: BinaryIO, stream: BinaryIO, done: int, limit: int,
             on_progress(done)
 
 
+def _transfer(entry: ModelFile, url: str, part: Path, offset: int, timeout: float,
+              on_progress: Callable[[int], None] | None) -> int:
+    """Stream ``url`` into ``part`` from byte ``offset``; return the bytes ``part`` holds.
+
+    Network trouble propagates as urllib/http.client/socket exceptions, for
+    :func:`download_file` to turn into a :class:`NetworkError` (keeping ``part`` to
+    resume); a response that can't be the right file raises :class:`DownloadError`.
+    """
+    try:
+        response = _open(url, offset, timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:
+            raise
+        # Range not satisfiable: the partial file is stale; start over.
+        part.unlink()
+        offset = 0
+        response = _open(url, 0, timeout)
+    with response:
+        status = response.status
+        if offset and status == 200:
+            log.info("%s: server ignored the Range request; starting over", url)
+            offset = 0
+        elif offset and status == 206:
+            content_range = response.headers.get("Content-Range", "")
+            if not content_range.startswith(f"bytes {offset}-"):
+                raise DownloadError(f"{url}: unexpected Content-Range {content_range!r} "
+                                    f"for a resume from byte {offset}", entry, url)
+            log.info("%s: resuming at byte %d", url, offset)
+        with part.open("ab" if offset else "wb") as stream:
+            done = _copy(response, stream, offset, entry.size, on_progress)
+            stream.flush()
+            os.fsync(stream.fileno())
+        # http.client returns a short body silently when the server hangs up early;
+        # that is an interruption (keep the .part to resume), not a wrong file.
+        length = response.headers.get("Content-Length")
+        if length is not None and done - offset < int(length):
+            raise http.client.IncompleteRead(b"", int(length) - (done - offset))
+    return done
+
+
+def _network_error(exc: Exception, entry: ModelFile, url: str, part: Path) -> NetworkError:
+    """The one-line :class:`NetworkError` for an exception of the transfer."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return NetworkError(f"{url}: HTTP {exc.code} {_one_line(exc.reason)}", entry, url)
+    if isinstance(exc, urllib.error.URLError):
+        return NetworkError(f"cannot reach {url}: {_one_line(exc.reason)}", entry, url)
+    kept = part.stat().st_size if part.is_file() else 0
+    return NetworkError(f"{url}: connection lost after {kept} of {entry.size} bytes "
+                        f"({_one_line(exc)}); run the command again to resume", entry, url)
+
+
 def download_file(entry: ModelFile, directory: Path, base_url: str | None = None,
                   progress: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
                   progress_stream: TextIO | None = None) -> tuple[Path, bool]:
@@ -274,44 +350,10 @@ def download_file(entry: ModelFile, directory: Path, base_url: str | None = None
     done = offset
     try:
         if offset < entry.size:
-            try:
-                response = _open(url, offset, timeout)
-            except urllib.error.HTTPError as exc:
-                if exc.code != 416 or not offset:
-                    raise
-                # Range not satisfiable: the partial file is stale; start over.
-                part.unlink()
-                offset = done = 0
-                response = _open(url, 0, timeout)
-            with response:
-                status = response.status
-                if offset and status == 200:
-                    log.info("%s: server ignored the Range request; starting over", url)
-                    offset = done = 0
-                elif offset and status == 206:
-                    content_range = response.headers.get("Content-Range", "")
-                    if not content_range.startswith(f"bytes {offset}-"):
-                        raise DownloadError(f"{url}: unexpected Content-Range {content_range!r} "
-                                            f"for a resume from byte {offset}")
-                    log.info("%s: resuming at byte %d", url, offset)
-                with part.open("ab" if offset else "wb") as stream:
-                    done = _copy(response, stream, offset, entry.size,
-                                 bar.update if bar else None)
-                    stream.flush()
-                    os.fsync(stream.fileno())
-                # http.client returns a short body silently when the server hangs up early;
-                # that is an interruption (keep the .part to resume), not a wrong file.
-                length = response.headers.get("Content-Length")
-                if length is not None and done - offset < int(length):
-                    raise http.client.IncompleteRead(b"", int(length) - (done - offset))
-    except urllib.error.HTTPError as exc:
-        raise DownloadError(f"{url}: HTTP {exc.code} {_one_line(exc.reason)}") from None
-    except urllib.error.URLError as exc:
-        raise DownloadError(f"cannot reach {url}: {_one_line(exc.reason)}") from None
-    except (TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-        kept = part.stat().st_size if part.is_file() else 0
-        raise DownloadError(f"{url}: connection lost after {kept} of {entry.size} bytes "
-                            f"({_one_line(exc)}); run the command again to resume") from None
+            done = _transfer(entry, url, part, offset, timeout, bar.update if bar else None)
+    except (urllib.error.URLError, TimeoutError, ConnectionError,
+            http.client.HTTPException) as exc:
+        raise _network_error(exc, entry, url, part) from None
     except DownloadError:
         part.unlink(missing_ok=True)
         raise
@@ -327,7 +369,7 @@ def download_file(entry: ModelFile, directory: Path, base_url: str | None = None
         part.unlink()
         raise DownloadError(f"{url}: {size} bytes with sha256 {digest}, expected {entry.size} "
                             f"bytes with sha256 {entry.sha256}; the corrupted download was "
-                            f"deleted")
+                            f"deleted", entry, url)
     os.replace(part, final)
     log.info("downloaded %s (%d bytes, sha256 verified)", final, size)
     return final, True
@@ -389,22 +431,83 @@ def _selected(groups: Sequence[str]) -> list[ModelFile]:
     return entries
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "list":
-        for group, entries in GROUPS.items():
-            for entry in entries:
-                path = (args.dir or models_dir()).expanduser() / entry.filename
-                state = "present" if path.is_file() else "absent"
-                print(f"{group:8} {entry.filename:28} {entry.size:>12,} bytes  {state}  {entry.url}")
-        return 0
+def _size_text(size: int) -> str:
+    """Sizes the way the README writes them (291 MB, 73 kB), to recognise the files."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} bytes"
 
-    directory = (args.dir or models_dir()).expanduser()
+
+def still_missing(selected: Sequence[ModelFile], failed: ModelFile,
+                  directory: Path) -> list[ModelFile]:
+    """The file that failed and the selected ones after it not yet verified in ``directory``.
+
+    The ones before it were verified by :func:`download` already, so only these are left
+    to fetch, mirror or copy in; naming the others would send the user after files they have.
+    """
+    after = selected[selected.index(failed) + 1:] if failed in selected else []
+    return [failed, *(e for e in after if not is_verified(directory / e.filename, e))]
+
+
+def ways_out(missing: Sequence[ModelFile], directory: Path, base_url: str | None,
+             yamnet_hint: bool) -> list[str]:
+    """The lines that follow a network failure's ``error:`` line (at most four).
+
+    Offline, the bare error left users stuck although three remedies exist; they are
+    spelled out where the user is, with the actual directory, names and full sha256s
+    (so that a copy can be checked with ``sha256sum`` or by running the command again,
+    which verifies files already present without touching the network).
+    """
+    mirror = "<mirror URL>"
+    fetched = " and ".join(f"{mirror}/{e.filename}" for e in missing)
+    if base_url:
+        mirror_line = (f"  - or fix the mirror: {BASE_URL_ENV} or --base-url (now {base_url}) "
+                       f"must serve {fetched}")
+    else:
+        mirror_line = f"  - or set {BASE_URL_ENV}={mirror} (or --base-url) to fetch {fetched}"
+    files = ", ".join(f"{e.filename} ({_size_text(e.size)}, sha256 {e.sha256})"
+                      for e in missing)
+    lines = [
+        "  - retry when the network is back: run the same command again "
+        "(an interrupted download resumes)",
+        mirror_line,
+        f"  - or copy the files into {directory}/ (running the command again then verifies "
+        f"them offline): {files}",
+    ]
+    if yamnet_hint:
+        size = _size_text(sum(e.size for e in GROUPS["yamnet"]))
+        lines.append(f"  - or, if --backend yamnet will do, fetch only its {size}: "
+                     f"`{DOWNLOAD_COMMAND} yamnet`")
+    return lines
+
+
+def _list(directory: Path) -> int:
+    for group, entries in GROUPS.items():
+        for entry in entries:
+            path = directory / entry.filename
+            state = "present" if path.is_file() else "absent"
+            print(f"{group:8} {entry.filename:28} {entry.size:>12,} bytes  {state}  {entry.url}")
+    return 0
+
+
+def _download(args: argparse.Namespace, directory: Path) -> int:
+    """Run ``download``; every failure is an ``error:`` line on stderr and exit status 1,
+    followed by the ways out when the network was the problem."""
     base_url = args.base_url or os.environ.get(BASE_URL_ENV) or None
     progress = sys.stderr.isatty() if args.progress is None else args.progress
+    selected: list[ModelFile] = []
     try:
-        download(_selected(args.groups), directory, base_url, progress, args.timeout,
-                 report=print)
+        selected = _selected(args.groups)
+        download(selected, directory, base_url, progress, args.timeout, report=print)
+    except NetworkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        missing = still_missing(selected, exc.entry, directory)
+        yamnet_hint = not set(selected) & set(GROUPS["yamnet"])
+        for line in ways_out(missing, directory, base_url, yamnet_hint):
+            print(line, file=sys.stderr)
+        return 1
     except DownloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -415,6 +518,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted; run the command again to resume", file=sys.stderr)
         return 130
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    directory = (args.dir or models_dir()).expanduser()
+    if args.command == "list":
+        return _list(directory)
+    return _download(args, directory)
 
 
 if __name__ == "__main__":

@@ -11,10 +11,12 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import threading
+import urllib.error
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,11 +30,14 @@ from audio.models import (
     DownloadError,
     MissingModelFilesError,
     ModelFile,
+    NetworkError,
     download,
     download_file,
     require_files,
     resolve_pca_params,
     resolve_vggish_checkpoint,
+    still_missing,
+    ways_out,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -286,14 +291,39 @@ def closed_port() -> int:
         return sock.getsockname()[1]
 
 
+def assert_ways_out(stderr: str, url: str, directory: Path, missing: list[ModelFile],
+                    base_url: str | None = None, yamnet_hint: bool = True) -> None:
+    """A network failure's message: the error line, then the ways out, at most 5 lines."""
+    lines = stderr.splitlines()
+    assert 4 <= len(lines) <= 5, stderr
+    assert "Traceback" not in stderr
+    assert lines[0].startswith("error: ") and url in lines[0]
+    assert all(line.startswith("  - ") for line in lines[1:]), stderr
+    assert "retry" in lines[1]
+    [mirror] = [line for line in lines if models.BASE_URL_ENV in line]
+    if base_url:
+        assert f"(now {base_url})" in mirror
+    else:
+        assert f"{models.BASE_URL_ENV}=<mirror URL>" in mirror
+    [copy] = [line for line in lines if "copy the files" in line]
+    assert f" {directory}/ " in copy
+    for entry in missing:
+        assert f"<mirror URL>/{entry.filename}" in mirror
+        assert f"{entry.filename} (" in copy and f"sha256 {entry.sha256}" in copy
+    others = [e for group in models.GROUPS.values() for e in group if e not in missing]
+    assert not [e.filename for e in others if e.sha256 in stderr]
+    assert ("download yamnet" in stderr) == yamnet_hint
+
+
 @pytest.mark.e2e
-def test_cli_offline_is_a_one_line_error(tmp_path: Path) -> None:
-    result = run_cli("download", "--dir", str(tmp_path / "m"),
-                     "--base-url", f"http://127.0.0.1:{closed_port()}/audioset")
+def test_cli_offline_error_names_the_ways_out(tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{closed_port()}/audioset"
+    result = run_cli("download", "--dir", str(tmp_path / "m"), "--base-url", base)
     assert result.returncode == 1
     assert result.stderr.startswith("error: cannot reach http://127.0.0.1:")
     assert "vggish_model.ckpt" in result.stderr
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert_ways_out(result.stderr, f"{base}/vggish_model.ckpt", tmp_path / "m",
+                    [models.VGGISH_CHECKPOINT, models.VGGISH_PCA_PARAMS], base_url=base)
     assert files_in(tmp_path / "m") == []
 
 
@@ -317,7 +347,9 @@ def test_cli_http_error_and_unknown_group(server, tmp_path: Path) -> None:
     base, _ = server
     result = run_cli("download", "vggish", "--dir", str(tmp_path), "--base-url", base)
     assert result.returncode == 1
-    assert result.stderr.strip() == f"error: {base}/vggish_model.ckpt: HTTP 404 Not Found"
+    assert result.stderr.splitlines()[0] == f"error: {base}/vggish_model.ckpt: HTTP 404 Not Found"
+    assert_ways_out(result.stderr, f"{base}/vggish_model.ckpt", tmp_path,
+                    [models.VGGISH_CHECKPOINT, models.VGGISH_PCA_PARAMS], base_url=base)
     result = run_cli("download", "nonsense", "--dir", str(tmp_path), "--base-url", base)
     assert result.returncode == 1 and "unknown group nonsense" in result.stderr
 
@@ -328,3 +360,125 @@ def test_import_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=PROJECT_ROOT)
     assert out.stdout.strip() == "[]"
+
+
+# --- Offline: the failure says which file, from where, and the ways out ----------------
+
+VGGISH = [models.VGGISH_CHECKPOINT, models.VGGISH_PCA_PARAMS]
+
+
+def test_network_failures_are_typed_and_name_the_file(server, blob: bytes,
+                                                      tmp_path: Path) -> None:
+    base, served = server
+    entry = entry_for(f"http://127.0.0.1:{closed_port()}", blob)
+    with pytest.raises(NetworkError, match="cannot reach") as info:
+        download_file(entry, tmp_path)
+    assert (info.value.entry, info.value.url) == (entry, entry.url)
+    with pytest.raises(NetworkError, match="HTTP 404") as info:
+        download_file(entry_for(base, blob), tmp_path)
+    assert info.value.entry.filename == "blob.bin"
+    # A wrong file is no network failure: retrying or a mirror of it won't help.
+    served.files["blob.bin"] = b"wrong"
+    with pytest.raises(DownloadError, match="sha256") as info:
+        download_file(entry_for(base, blob), tmp_path)
+    assert not isinstance(info.value, NetworkError)
+
+
+def test_still_missing_names_only_unverified_files(tmp_path: Path) -> None:
+    data = {name: name.encode() * 100 for name in ("a.bin", "b.bin", "c.bin", "d.bin")}
+    entries = [entry_for("http://unused", body, name) for name, body in data.items()]
+    (tmp_path / "c.bin").write_bytes(data["c.bin"])      # verified: not to fetch again
+    (tmp_path / "d.bin").write_bytes(b"stale")            # present but wrong: still missing
+    assert still_missing(entries, entries[1], tmp_path) == [entries[1], entries[3]]
+
+
+def test_ways_out_without_a_mirror(tmp_path: Path) -> None:
+    lines = ways_out(VGGISH, tmp_path / "models", None, yamnet_hint=True)
+    text = "\n".join(["error: cannot reach x", *lines])
+    assert_ways_out(text, "x", tmp_path / "models", VGGISH)
+    assert "(291 MB, sha256 " in text and "(73 kB, sha256 " in text
+    assert "--backend yamnet" in lines[-1] and "4.1 MB" in lines[-1]
+
+
+def test_cli_offline_with_the_official_urls(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """What a user without network sees: the official URL, the default way to a mirror."""
+    def unresolvable(url: str, offset: int, timeout: float) -> None:
+        raise urllib.error.URLError(socket.gaierror(-2, "Name or service not known"))
+
+    monkeypatch.setattr(models, "_open", unresolvable)
+    monkeypatch.delenv(models.BASE_URL_ENV, raising=False)
+    monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(tmp_path / "env-dir"))
+    assert models.main(["download", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot reach {models.VGGISH_CHECKPOINT.url}: ")
+    assert "Name or service not known" in err.splitlines()[0]
+    assert_ways_out(err, models.VGGISH_CHECKPOINT.url, tmp_path / "env-dir", VGGISH)
+
+
+@pytest.mark.e2e
+def test_cli_unresolvable_mirror_from_the_environment(tmp_path: Path) -> None:
+    base = "http://nonexistent.invalid/audioset"
+    target = tmp_path / "env-models"
+    result = run_cli("download", "--timeout", "10",
+                     env={"AUDIO_ANALYSIS_MODELS_DIR": str(target), models.BASE_URL_ENV: base})
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot reach {base}/vggish_model.ckpt: ")
+    assert_ways_out(result.stderr, f"{base}/vggish_model.ckpt", target, VGGISH, base_url=base)
+    assert files_in(target) == []
+
+
+@pytest.mark.e2e
+def test_cli_connection_lost_keeps_the_part(server, tmp_path: Path) -> None:
+    base, served = server
+    served.files["vggish_model.ckpt"] = b"x" * 1000
+    served.hang_up_after = 100
+    result = run_cli("download", "--dir", str(tmp_path), "--base-url", base)
+    assert result.returncode == 1
+    assert "connection lost after 100 of 291108469 bytes" in result.stderr.splitlines()[0]
+    assert_ways_out(result.stderr, f"{base}/vggish_model.ckpt", tmp_path, VGGISH, base_url=base)
+    assert files_in(tmp_path) == ["vggish_model.ckpt.part"]
+
+
+@pytest.mark.e2e
+def test_cli_timeout_names_the_ways_out(tmp_path: Path) -> None:
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        base = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = run_cli("download", "--dir", str(tmp_path), "--base-url", base,
+                         "--timeout", "0.5")
+    assert result.returncode == 1
+    assert "timed out" in result.stderr.splitlines()[0]
+    assert_ways_out(result.stderr, f"{base}/vggish_model.ckpt", tmp_path, VGGISH, base_url=base)
+
+
+@pytest.mark.e2e
+def test_cli_every_group_offline_names_every_file(tmp_path: Path) -> None:
+    base = f"http://127.0.0.1:{closed_port()}"
+    result = run_cli("download", "vggish", "yamnet", "--dir", str(tmp_path),
+                     "--base-url", base)
+    assert result.returncode == 1
+    everything = [*VGGISH, models.YAMNET_TFLITE, models.YAMNET_CLASS_MAP]
+    assert_ways_out(result.stderr, f"{base}/vggish_model.ckpt", tmp_path, everything,
+                    base_url=base, yamnet_hint=False)
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_demo_offline_stops_at_the_download(tmp_path: Path) -> None:
+    """`make demo` without network: the ways out, then make's own line, nothing after."""
+    base = f"http://127.0.0.1:{closed_port()}"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("AUDIO_ANALYSIS_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env.update({"AUDIO_ANALYSIS_MODELS_DIR": str(tmp_path), models.BASE_URL_ENV: base})
+    # -o setup: the test uses this interpreter and must not create or update a .venv.
+    result = subprocess.run(["make", "-o", "setup", "demo", f"PY={sys.executable}"],
+                            cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    *message, make_line = result.stderr.splitlines()
+    assert re.fullmatch(r"make: \*\*\* \[Makefile:\d+: demo\] Error 1", make_line)
+    assert_ways_out("\n".join(message), f"{base}/vggish_model.ckpt", tmp_path, VGGISH,
+                    base_url=base)
+    assert result.stdout.strip().endswith("-m audio.models download")
