@@ -36,9 +36,8 @@ from audio.models import (
     require_files,
     resolve_pca_params,
     resolve_vggish_checkpoint,
-    still_missing,
-    ways_out,
 )
+from audio.models_cli import still_missing, ways_out
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
