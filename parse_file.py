@@ -111,6 +111,7 @@ class _Writer:
                           file=self.out)
             if count is not None:
                 n = len(count[1])
+                prefix = f"{path}: " if self.several else ""
                 print(f"{prefix}{count[0]}: {n} event{'s' if n != 1 else ''}", file=self.out)
         self.out.flush()
 
