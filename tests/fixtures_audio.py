@@ -29,6 +29,10 @@ from tests.conftest import require_tool
 
 MIC_RATE = 16000
 PLAY_CHUNK_SECONDS = 0.1
+NATIVE_CHATTER = (r"ALSA lib|JackShm|jack server|Cannot connect to server|XNNPACK|absl::"
+                  r"|^[IWE]0000 ")
+"""What PortAudio (ALSA, JACK), LiteRT and TensorFlow print from C on stderr: a regex for
+``re.search(..., re.M)``; the scripts keep it off the terminal unless ``-v``."""
 
 
 @dataclass

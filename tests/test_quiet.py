@@ -1,0 +1,190 @@
+"""Quiet terminals: native chatter silenced unless -v, one-line answers on machines without
+sound.
+
+The "no sound" runs use an environment where PulseAudio cannot be reached (a socket that
+does not exist, autospawn off, private runtime and home directories) on a machine
+without ``/dev/snd``: PortAudio then finds no device, and ALSA and JACK print their ~100
+lines while it looks, which is what the scripts must keep off the terminal.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from audio.config import QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV, apply_native_output_defaults
+from tests.conftest import require_shared
+from tests.fixtures_audio import NATIVE_CHATTER, script_env
+
+ROOT = Path(__file__).resolve().parent.parent
+WAV = ROOT / "examples" / "speech.wav"
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 120
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=timeout)
+
+
+# --------------------------------------------------------------------------------------
+# The mechanism
+# --------------------------------------------------------------------------------------
+SILENCER_PROGRAM = textwrap.dedent("""
+    import logging, os, sys, threading
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from audio.native import silenced_native_stderr
+
+    os.write(2, b"native-before\\n")
+    with silenced_native_stderr():
+        os.write(2, b"native-inside\\n")
+        logging.getLogger("x").warning("logged-inside")
+        print("printed-inside", file=sys.stderr)
+        thread = threading.Thread(target=logging.getLogger("y").warning,
+                                  args=("thread-inside",))
+        thread.start()
+        thread.join()
+        with silenced_native_stderr():
+            os.write(2, b"native-nested\\n")
+        os.write(2, b"native-after-nested\\n")
+    try:
+        with silenced_native_stderr():
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        pass
+    os.write(2, b"native-after\\n")
+    logging.getLogger("x").warning("logged-after")
+""")
+
+
+@pytest.mark.parametrize("quiet", ["1", "0"])
+def test_silencer_hides_native_writes_but_not_python_ones(quiet):
+    env = script_env({QUIET_NATIVE_ENV: quiet})
+    result = _run(["-c", SILENCER_PROGRAM], env)
+    assert result.returncode == 0, result.stderr
+    native_inside = ["native-inside", "native-nested", "native-after-nested"]
+    python_lines = ["logged-inside", "printed-inside", "thread-inside"]
+    expected = (["native-before", *python_lines, "native-after", "logged-after"]
+                if quiet == "1" else
+                ["native-before", "native-inside", *python_lines, *native_inside[1:],
+                 "native-after", "logged-after"])
+    assert result.stderr.splitlines() == expected
+
+
+def test_native_output_defaults_follow_verbose_and_respect_the_user():
+    env: dict[str, str] = {}
+    apply_native_output_defaults(False, env)
+    assert env == {QUIET_NATIVE_ENV: "1", TF_LOG_LEVEL_ENV: "2"}
+    env = {QUIET_NATIVE_ENV: "0", TF_LOG_LEVEL_ENV: "0"}
+    apply_native_output_defaults(False, env)  # the user's environment says otherwise
+    assert env == {QUIET_NATIVE_ENV: "0", TF_LOG_LEVEL_ENV: "0"}
+    env = {QUIET_NATIVE_ENV: "1", TF_LOG_LEVEL_ENV: "3"}
+    apply_native_output_defaults(True, env)  # -v shows everything; TF's own level stays
+    assert env == {QUIET_NATIVE_ENV: "0", TF_LOG_LEVEL_ENV: "3"}
+
+
+# --------------------------------------------------------------------------------------
+# A machine without sound
+# --------------------------------------------------------------------------------------
+@pytest.fixture
+def no_sound_env(tmp_path: Path) -> dict[str, str]:
+    """The scripts' environment with no sound server and (on this machine) no sound card."""
+    if Path("/dev/snd").exists():
+        pytest.skip("this machine has sound devices (/dev/snd): cannot simulate none")
+    home = tmp_path / "home"
+    runtime = tmp_path / "runtime"
+    home.mkdir()
+    runtime.mkdir(mode=0o700)
+    client = tmp_path / "client.conf"
+    client.write_text("autospawn = no\n")
+    env = script_env({"PULSE_SERVER": f"unix:{tmp_path / 'no-such-socket'}",
+                      "PULSE_CLIENTCONFIG": str(client), "PULSE_RUNTIME_PATH": str(runtime),
+                      "XDG_RUNTIME_DIR": str(runtime), "XDG_CONFIG_HOME": str(home / ".config"),
+                      "HOME": str(home), "JACK_NO_START_SERVER": "1"})
+    for name in (QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV, "AUDIO_ANALYSIS_CONFIG"):
+        env.pop(name, None)
+    return env
+
+
+def test_list_devices_without_sound_says_so_in_one_line(no_sound_env):
+    result = _run(["capture.py", "--list_devices"], no_sound_env)
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) <= 3 and "Traceback" not in result.stderr
+    assert not re.search(NATIVE_CHATTER, result.stderr, re.M), result.stderr[:2000]
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("no input devices found")
+    for alternative in ("PulseAudio", "PipeWire", "daemon.py --source", "parse_file.py"):
+        assert alternative in line
+
+
+def test_list_devices_verbose_shows_the_native_chatter(no_sound_env):
+    """The control: the same run with -v does print what PortAudio's probe writes."""
+    result = _run(["capture.py", "--list_devices", "-v"], no_sound_env)
+    assert result.returncode == 0
+    assert len(re.findall(NATIVE_CHATTER, result.stderr, re.M)) > 10, result.stderr
+
+
+def test_capture_without_sound_fails_in_one_line(no_sound_env):
+    result = _run(["capture.py"], no_sound_env)
+    assert result.returncode == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: no input device") and "daemon.py --source" in line
+
+
+def test_daemon_without_microphone_names_source_before_anything_starts(no_sound_env,
+                                                                       tmp_path):
+    # Model files that do not exist: the microphone is checked before the models load.
+    started = time.monotonic()
+    result = _run(["daemon.py", "--port", "0", "--config", str(tmp_path / "c.json"),
+                   "--vggish_checkpoint", str(tmp_path / "missing.ckpt")], no_sound_env)
+    assert time.monotonic() - started < 30
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) <= 3 and "Traceback" not in result.stderr, result.stderr[:2000]
+    assert not any("web interface on" in line for line in lines)
+    assert lines[-1].startswith("daemon.py: error: no usable microphone")
+    assert "--source" in lines[-1] and "--list_devices" not in result.stderr
+
+
+def test_daemon_unknown_device_is_a_usage_error(no_sound_env, tmp_path):
+    result = _run(["daemon.py", "--port", "0", "--config", str(tmp_path / "c.json"),
+                   "--device", "no-such-microphone"], no_sound_env)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "daemon.py: error: no input device 'no-such-microphone' (there is no input device)"]
+
+
+# --------------------------------------------------------------------------------------
+# Start-up logs of the models
+# --------------------------------------------------------------------------------------
+@pytest.mark.shared
+@pytest.mark.e2e
+def test_yamnet_parse_file_prints_nothing_on_stderr_unless_verbose():
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    env = script_env()
+    for name in (QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV):
+        env.pop(name, None)
+    args = ["parse_file.py", "--backend", "yamnet", "--yamnet_model", str(model), str(WAV)]
+    quiet = _run(args, env)
+    assert quiet.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert quiet.stdout.startswith("Speech: ")
+    verbose = _run([*args, "-v"], env)
+    assert verbose.returncode == 0
+    assert "XNNPACK" in verbose.stderr and "YAMNet backend ready" in verbose.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_vggish_parse_file_keeps_tensorflow_start_up_off_stderr(app_model_env):
+    env = script_env(app_model_env)
+    for name in (QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV):
+        env.pop(name, None)
+    result = _run(["parse_file.py", str(WAV)], env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
