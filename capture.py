@@ -8,15 +8,16 @@ Windows of ``min_time``..``max_time`` seconds (the original's semantics) are rec
 their own thread while the previous one is being classified; each window's predictions
 are logged (``Predictions [start-end s]: Speech: 0.75, ...``) and, with ``--save_path``,
 the window is saved as ``record_<unix time>.wav``. Ctrl-C or SIGTERM finishes the windows
-already captured, then exits with code 0.
+already captured, then exits (130 after Ctrl-C, 0 after SIGTERM).
 
 What PortAudio (ALSA, JACK), TensorFlow and LiteRT print while the device is probed and
 the models load is kept off the terminal unless ``-v``. Without a microphone (no sound
 card, no PulseAudio/PipeWire) ``--list_devices`` says so in one line and names the
 alternatives: ``daemon.py --source FILE|DIR`` and ``parse_file.py FILE``.
 
-Exit codes: 0 normal end; 1 model files missing/broken, no input device, or the device
-failed; 2 usage error (bad save path, unknown device, bad times).
+Exit codes: 0 normal end (SIGTERM included); 1 model files missing/broken, no input
+device, or the device failed; 2 usage error (bad save path, unknown device, bad times);
+130 Ctrl-C, at any moment (no traceback).
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
+from audio.cli import EXIT_INTERRUPTED, run_script
 from audio.config import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
@@ -139,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = loop.stats()
     logger.info("Stopped: %d windows processed, %d dropped, %d errors.",
                 stats["windows_processed"], stats["windows_dropped"], stats["errors"])
+    if loop.stop_signal == signal.SIGINT:
+        return EXIT_INTERRUPTED
     return EXIT_FAILURE if stats["source_error"] else EXIT_OK
 
 
@@ -157,4 +162,4 @@ def _device_error(exc: Exception) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # Ctrl-C at any moment: exit 130, no traceback

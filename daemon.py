@@ -13,9 +13,10 @@ the models load: with none usable the daemon exits at once, in one line naming
 ``--source``. What PortAudio (ALSA, JACK), TensorFlow and LiteRT print while probing and
 loading is kept off the terminal unless ``-v``.
 
-Exit codes: 0 stopped (SIGINT, SIGTERM) or ``--once`` done; 1 no usable microphone, or
-the audio source failed while running; 2 usage error, unusable configuration, unknown
-``--device``, or model files missing/broken.
+Exit codes: 0 stopped by SIGTERM (a service manager's stop) or ``--once`` done; 1 no
+usable microphone, or the audio source failed while running; 2 usage error, unusable
+configuration, unknown ``--device``, or model files missing/broken; 130 Ctrl-C, at any
+moment (after finishing the queued windows when it comes while running; no traceback).
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from audio.cli import EXIT_INTERRUPTED, run_script
 from audio.config import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
@@ -47,6 +50,8 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: it brings numpy, and the module's own import is the
+    # one moment a Ctrl-C cannot be turned into a quiet exit (run_script is not running).
     from audio.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
 
     parser = argparse.ArgumentParser(
@@ -284,6 +289,8 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
     finally:
         state["phase"] = "stopped"
         processor.close()
+    if loop.stop_signal == signal.SIGINT:
+        return EXIT_INTERRUPTED
     error = loop.stats().get("source_error")
     if error:
         print(f"daemon.py: error: audio source failed: {error}", file=sys.stderr)
@@ -309,4 +316,4 @@ class _FlushingSink:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # Ctrl-C at any moment: exit 130, no traceback

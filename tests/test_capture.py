@@ -83,7 +83,7 @@ def test_capture_saves_what_the_microphone_heard_and_logs_predictions(
         pcm, env=env, cwd=PROJECT,
         done=lambda lines: sum("Predictions [" in line for line in lines) >= 3)
     text = "".join(log)
-    assert returncode == 0, text[-3000:]
+    assert returncode == 130, text[-3000:]  # Ctrl-C: the windows drained, then 128 + SIGINT
     assert "Traceback" not in text
     # No native chatter without -v: PortAudio's ALSA/JACK probe, TensorFlow, LiteRT.
     assert not re.search(NATIVE_CHATTER, text, re.M), text[:3000]

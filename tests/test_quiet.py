@@ -1,5 +1,5 @@
 """Quiet terminals: native chatter silenced unless -v, one-line answers on machines without
-sound.
+sound, and Ctrl-C exiting with 130 and no traceback at any moment.
 
 The "no sound" runs use an environment where PulseAudio cannot be reached (a socket that
 does not exist, autospawn off, private runtime and home directories) on a machine
@@ -9,15 +9,19 @@ lines while it looks, which is what the scripts must keep off the terminal.
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from audio.cli import EXIT_INTERRUPTED, call_main
 from audio.config import QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV, apply_native_output_defaults
 from tests.conftest import require_shared
 from tests.fixtures_audio import NATIVE_CHATTER, script_env
@@ -86,6 +90,57 @@ def test_native_output_defaults_follow_verbose_and_respect_the_user():
     env = {QUIET_NATIVE_ENV: "1", TF_LOG_LEVEL_ENV: "3"}
     apply_native_output_defaults(True, env)  # -v shows everything; TF's own level stays
     assert env == {QUIET_NATIVE_ENV: "0", TF_LOG_LEVEL_ENV: "3"}
+
+
+def test_call_main_turns_keyboard_interrupt_into_130():
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    assert call_main(interrupted) == EXIT_INTERRUPTED == 130
+    assert call_main(lambda argv: 3) == 3
+    assert call_main(lambda argv: None) == 0
+    with pytest.raises(SystemExit):  # argparse's --help and usage errors go through
+        call_main(lambda argv: sys.exit(2))
+
+
+RUN_SCRIPT_PROGRAM = textwrap.dedent("""
+    import atexit, sys, time
+    from audio.cli import run_script
+
+    def main(argv):
+        if sys.argv[1] == "converted":  # as a C extension's import may turn it into
+            try:
+                print("ready", flush=True)
+                time.sleep(30)
+            except KeyboardInterrupt:
+                try:
+                    raise RuntimeError("initialization failed")
+                except RuntimeError:
+                    return 2  # handled as a loading error
+        atexit.register(time.sleep, 30)  # a slow way out: Ctrl-C comes during it
+        print("ready", flush=True)
+        return 0
+
+    run_script(main)
+""")
+
+
+@pytest.mark.parametrize("moment", ["converted", "shutdown"])
+def test_run_script_exits_130_whatever_became_of_the_interrupt(moment):
+    proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT_PROGRAM, moment],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=script_env(), cwd=ROOT)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert err == ""
 
 
 # --------------------------------------------------------------------------------------
@@ -188,3 +243,115 @@ def test_vggish_parse_file_keeps_tensorflow_start_up_off_stderr(app_model_env):
     result = _run(["parse_file.py", str(WAV)], env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
+
+
+# --------------------------------------------------------------------------------------
+# Ctrl-C while the models load
+# --------------------------------------------------------------------------------------
+def _interrupt_while_loading(args: list[str], env: dict[str, str],
+                             timeout: float = 240) -> tuple[int, str]:
+    """Run a script, send SIGINT once TensorFlow is being loaded, return (code, stderr).
+
+    "Loading" is seen from outside: TensorFlow's shared library mapped into the process
+    (only model loading imports it).
+    """
+    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + timeout
+        maps = Path(f"/proc/{proc.pid}/maps")
+        while proc.poll() is None and time.monotonic() < deadline:
+            if "libtensorflow" in maps.read_text():
+                break
+            time.sleep(0.02)
+        assert proc.poll() is None, f"exited before loading the models: {proc.stderr.read()}"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+def _loading_env(app_model_env: dict[str, str], base: dict[str, str] | None = None
+                 ) -> dict[str, str]:
+    env = script_env({**(base or {}), **app_model_env})
+    for name in (QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV):
+        env.pop(name, None)
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_ctrl_c_while_parse_file_loads_models_exits_130_quietly(app_model_env):
+    code, err = _interrupt_while_loading(["parse_file.py", str(WAV)],
+                                         _loading_env(app_model_env))
+    assert code == 130, err
+    assert err == ""
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_ctrl_c_while_daemon_loads_models_exits_130_quietly(app_model_env, tmp_path):
+    env = _loading_env(app_model_env, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    code, err = _interrupt_while_loading(
+        ["daemon.py", "--source", str(WAV), "--port", "0", "--config",
+         str(tmp_path / "c.json")], env)
+    assert code == 130, err
+    lines = err.splitlines()
+    assert len(lines) <= 1 and all("web interface on" in line for line in lines), err
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_ctrl_c_while_capture_loads_models_exits_130_quietly(app_model_env,
+                                                            virtual_microphone):
+    code, err = _interrupt_while_loading(["capture.py"],
+                                         _loading_env(app_model_env, virtual_microphone.env()))
+    assert code == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert not re.search(NATIVE_CHATTER, err, re.M), err[:2000]
+
+
+# --------------------------------------------------------------------------------------
+# Ctrl-C while running
+# --------------------------------------------------------------------------------------
+def _wait_for_events(status_url: str, timeout: float = 60) -> None:
+    """Until the daemon's loop runs and has classified a window."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(status_url, timeout=5) as response:
+            status = json.load(response)
+        if status["loop"]["state"] == "running" and status["events"]["total"] >= 1:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the daemon's loop did not run: {status}")
+
+
+@pytest.mark.shared
+@pytest.mark.e2e
+def test_daemon_ctrl_c_while_running_exits_130_and_sigterm_0(tmp_path):
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    env = script_env({"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
+    env.pop(QUIET_NATIVE_ENV, None)
+    for signum, expected in ((signal.SIGINT, 130), (signal.SIGTERM, 0)):
+        proc = subprocess.Popen(
+            [sys.executable, "daemon.py", "--source", str(WAV), "--no_realtime", "--min_time",
+             "1", "--port", "0", "--config", str(tmp_path / "c.json"), "--backend", "yamnet",
+             "--yamnet_model", str(model)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        try:
+            assert proc.stderr is not None
+            first = proc.stderr.readline()
+            url = re.search(r"web interface on (http://\S+/)", first)
+            assert url, first
+            _wait_for_events(url.group(1) + "api/status")
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == expected, err
+        assert err == "", err
