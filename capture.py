@@ -8,10 +8,16 @@ Windows of ``min_time``..``max_time`` seconds (the original's semantics) are rec
 their own thread while the previous one is being classified; each window's predictions
 are logged (``Predictions [start-end s]: Speech: 0.75, ...``) and, with ``--save_path``,
 the window is saved as ``record_<unix time>.wav``. Ctrl-C or SIGTERM finishes the windows
-already captured, then exits with code 0.
+already captured, then exits (130 after Ctrl-C, 0 after SIGTERM).
 
-Exit codes: 0 normal end; 1 model files missing/broken or the device failed; 2 usage
-error (bad save path, unknown device, bad times).
+What PortAudio (ALSA, JACK), TensorFlow and LiteRT print while the device is probed and
+the models load is kept off the terminal unless ``-v``. Without a microphone (no sound
+card, no PulseAudio/PipeWire) ``--list_devices`` says so in one line and names the
+alternatives: ``daemon.py --source FILE|DIR`` and ``parse_file.py FILE``.
+
+Exit codes: 0 normal end (SIGTERM included); 1 model files missing/broken, no input
+device, or the device failed; 2 usage error (bad save path, unknown device, bad times);
+130 Ctrl-C, at any moment (no traceback).
 """
 
 from __future__ import annotations
@@ -19,20 +25,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
+from audio.cli import EXIT_INTERRUPTED, run_script
 from audio.config import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
     Settings,
     SettingsError,
     add_model_arguments,
+    apply_native_output_defaults,
 )
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+NO_MICROPHONE_HINT = ("no sound card, or no sound server reachable (is PulseAudio or "
+                      "PipeWire running?); without a microphone, classify audio files "
+                      "with `daemon.py --source FILE|DIR` or `parse_file.py FILE`")
 
 logger = logging.getLogger("audio_analysis.capture")
 
@@ -65,7 +78,7 @@ def _list_devices() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     if not devices:
-        print("no input devices found")
+        print(f"no input devices found: {NO_MICROPHONE_HINT}")
     for d in devices:
         mark = "*" if d["default"] else " "
         print(f"{mark} {d['index']:3d}  {d['name']}  ({d['channels']} ch, "
@@ -77,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    apply_native_output_defaults(args.verbose, os.environ)
     if args.list_devices:
         return _list_devices()
     try:
@@ -100,18 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from audio.backends import model_file_errors
     from audio.loop import ProcessingLoop
     from audio.pipeline import WavProcessor
-    from audio.sources import (
-        DeviceNotFoundError,
-        MicrophoneSource,
-        SourceError,
-        check_input_device,
-    )
+    from audio.sources import MicrophoneSource, SourceError, check_input_device
 
     try:
         check_input_device(settings.device)
     except SourceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, DeviceNotFoundError) else EXIT_FAILURE
+        return _device_error(exc)
     processor = WavProcessor(settings)
     try:
         # Models first: the microphone starts only when windows can be classified.
@@ -124,8 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         source.open()
     except SourceError as exc:
         processor.close()
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, DeviceNotFoundError) else EXIT_FAILURE
+        return _device_error(exc)
     loop = ProcessingLoop(source, processor, sinks)
     logger.info("Start recording (windows of %g-%g s); Ctrl-C to stop.", settings.min_time,
                 settings.max_time)
@@ -136,8 +142,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     stats = loop.stats()
     logger.info("Stopped: %d windows processed, %d dropped, %d errors.",
                 stats["windows_processed"], stats["windows_dropped"], stats["errors"])
+    if loop.stop_signal == signal.SIGINT:
+        return EXIT_INTERRUPTED
     return EXIT_FAILURE if stats["source_error"] else EXIT_OK
 
 
+def _device_error(exc: Exception) -> int:
+    """One line for a device that cannot be used, with the way out that fits."""
+    from audio.sources import DeviceNotFoundError, NoInputDeviceError
+
+    if isinstance(exc, DeviceNotFoundError):  # the message names the inputs there are
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, NoInputDeviceError):
+        print(f"error: {exc}: {NO_MICROPHONE_HINT}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"error: {exc}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # Ctrl-C at any moment: exit 130, no traceback

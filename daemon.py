@@ -7,34 +7,53 @@ machines and demos) feeds the shared processing loop; every classified window go
 web page's event store and to the DeviceHive sink. The web interface listens on
 http://127.0.0.1:8000 by default: ``/`` configures DeviceHive (saved in the per-user config
 file, applied without a restart), ``/events/`` shows the last predictions live.
+
+Without ``--source`` the microphone is checked first, before the web interface starts and
+the models load: with none usable the daemon exits at once, in one line naming
+``--source``. What PortAudio (ALSA, JACK), TensorFlow and LiteRT print while probing and
+loading is kept off the terminal unless ``-v``.
+
+Exit codes: 0 stopped by SIGTERM (a service manager's stop) or ``--once`` done; 1 no
+usable microphone, or the audio source failed while running; 2 usage error, unusable
+configuration, unknown ``--device``, or model files missing/broken; 130 Ctrl-C, at any
+moment (after finishing the queued windows when it comes while running; no traceback).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from audio.cli import EXIT_INTERRUPTED, run_script
 from audio.config import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
     Settings,
     SettingsError,
     add_model_arguments,
+    apply_native_output_defaults,
 )
-from audio.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
 
 logger = logging.getLogger("daemon")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 FLUSH_SECONDS = 10.0
+EXIT_NO_MICROPHONE = 1
+EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Imported here, not at the top: it brings numpy, and the module's own import is the
+    # one moment a Ctrl-C cannot be turned into a quiet exit (run_script is not running).
+    from audio.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
+
     parser = argparse.ArgumentParser(
         prog="daemon.py",
         description="Classify sounds continuously from the microphone (or audio files), show "
@@ -90,47 +109,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _fail(message: str) -> int:
+class StartError(Exception):
+    """A reason not to start, reported in one line, with the exit code it calls for."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
     print(f"daemon.py: error: {message}", file=sys.stderr)
-    return 2
+    return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("daemon").setLevel(logging.INFO)
+def _check_microphone(device: str | None) -> None:
+    """Raise ``StartError`` unless the microphone can be opened.
 
-    from audio.devicehive import DeviceHiveConfigError, DeviceHiveSink
-    from web.config import ConfigError, default_config_path, load_config
-    from web.server import (
-        EventStore,
-        WebApp,
-        WebServer,
-        allowed_hosts_for,
-        is_loopback,
-    )
+    Done before anything is announced or loaded: a machine without sound (a server, a
+    container) learns at once that ``--source`` is the way, and that works even when the
+    model files are missing.
+    """
+    from audio.sources import DeviceNotFoundError, SourceError, check_input_device
 
+    try:
+        check_input_device(device)
+    except DeviceNotFoundError as error:
+        raise StartError(str(error)) from None
+    except SourceError as error:
+        raise StartError(f"no usable microphone ({error}); give --source FILE|DIR to "
+                         f"classify audio files instead, or start PulseAudio/PipeWire",
+                         EXIT_NO_MICROPHONE) from None
+
+
+def _checked_inputs(args: argparse.Namespace) -> tuple[Settings, list[Path]]:
+    """The settings and the ``--source`` paths, once the flags and the audio input are
+    known to be usable (``StartError`` otherwise): checked before anything starts."""
     if not 0 <= args.port <= 65535:
-        return _fail(f"--port must be in 0..65535, got {args.port}")
+        raise StartError(f"--port must be in 0..65535, got {args.port}")
     if args.dh_queue_size < 1:
-        return _fail("--dh_queue_size must be at least 1")
+        raise StartError("--dh_queue_size must be at least 1")
     if args.once and not args.source:
-        return _fail("--once needs --source")
+        raise StartError("--once needs --source")
     try:
         settings = Settings.from_args(args)
     except SettingsError as error:
-        return _fail(str(error))
+        raise StartError(str(error)) from None
     sources = [Path(p).expanduser() for p in args.source or []]
     for path in sources:
         if not path.exists():
-            return _fail(f"--source {path}: no such file or directory")
+            raise StartError(f"--source {path}: no such file or directory")
+    if not sources:
+        _check_microphone(args.device)
+    return settings, sources
+
+
+def _devicehive(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """The configuration file, the configuration with this run's flags, and the sink."""
+    from audio.devicehive import DeviceHiveConfigError, DeviceHiveSink
+    from web.config import ConfigError, default_config_path, load_config
 
     config_path = Path(args.config).expanduser() if args.config else default_config_path()
     try:
         stored = load_config(config_path)
     except ConfigError as error:
-        return _fail(str(error))
+        raise StartError(str(error)) from None
     overrides = {"server_url": args.dh_url, "refresh_token": args.dh_refresh_token,
                  "access_token": args.dh_access_token, "device_id": args.dh_device_id,
                  "login": args.dh_login, "password": args.dh_password,
@@ -142,12 +184,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         dh_settings = config.devicehive_settings()
     except DeviceHiveConfigError as error:
         if any(v for k, v in overrides.items() if k != "legacy_format"):
-            return _fail(str(error))  # the flags of this run are wrong: say so now
+            raise StartError(str(error)) from None  # the flags of this run are wrong
         config_error = f"saved configuration unusable: {error}"
         dh_settings = None
     sink = DeviceHiveSink(dh_settings, queue_size=args.dh_queue_size)
     if config_error:
         sink.report_error(config_error)
+    return config_path, config, sink
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("daemon").setLevel(logging.INFO)
+    apply_native_output_defaults(args.verbose, os.environ)
+
+    from web.server import (
+        EventStore,
+        WebApp,
+        WebServer,
+        allowed_hosts_for,
+        is_loopback,
+    )
+
+    try:
+        settings, sources = _checked_inputs(args)
+        config_path, config, sink = _devicehive(args)
+    except StartError as error:
+        return _fail(str(error), error.code)
 
     store = EventStore()
     state: dict[str, Any] = {"loop": None, "phase": "loading models"}
@@ -224,6 +289,8 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
     finally:
         state["phase"] = "stopped"
         processor.close()
+    if loop.stop_signal == signal.SIGINT:
+        return EXIT_INTERRUPTED
     error = loop.stats().get("source_error")
     if error:
         print(f"daemon.py: error: audio source failed: {error}", file=sys.stderr)
@@ -249,4 +316,4 @@ class _FlushingSink:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)  # Ctrl-C at any moment: exit 130, no traceback

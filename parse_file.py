@@ -7,8 +7,9 @@
 
 Exit codes: 0 all files classified; 2 a file could not be read (the others are still
 processed) or a usage error; 1 the model files are missing or broken (the message says
-which and how to get them). Models are imported and loaded only once a file needs them,
-so ``--help`` is instant.
+which and how to get them); 130 Ctrl-C (at any moment, without a traceback). Models are
+imported and loaded only once a file needs them, so ``--help`` is instant; what
+TensorFlow and LiteRT print while they load is shown only with ``-v``.
 """
 
 from __future__ import annotations
@@ -162,7 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from audio.config import apply_native_output_defaults
+
+    apply_native_output_defaults(args.verbose, os.environ)  # native chatter only with -v
     try:
         settings = Settings.from_args(args)
     except SettingsError as exc:
@@ -225,4 +228,6 @@ def _plot(out: str, path: str, result: Any, labels: Sequence[str], threshold: fl
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from audio.cli import run_script  # Ctrl-C at any moment: exit 130, no traceback
+
+    run_script(main)

@@ -14,7 +14,11 @@ Environment variables:
   (``--model``);
 * ``AUDIO_ANALYSIS_YAMNET_MODEL`` — YAMNet ``.tflite`` for ``--backend yamnet``
   (``--yamnet_model``; the class map is read from beside it or the models directory);
-* ``AUDIO_ANALYSIS_MODELS_DIR`` — where model files live (read by ``yt8m.paths``).
+* ``AUDIO_ANALYSIS_MODELS_DIR`` — where model files live (read by ``yt8m.paths``);
+* ``AUDIO_ANALYSIS_QUIET_NATIVE`` — ``1`` silences what PortAudio (ALSA, JACK), LiteRT and
+  TensorFlow print on stderr from C while devices are probed and models loaded
+  (``audio.native``); the scripts set it, with ``TF_CPP_MIN_LOG_LEVEL=2``, unless ``-v``
+  (``apply_native_output_defaults``).
 
 This module is imported by the entry scripts at start-up: it must stay light (no
 TensorFlow, no resampy), so that ``--help`` is instant.
@@ -25,7 +29,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +37,8 @@ VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
 PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
 MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
 YAMNET_MODEL_ENV = "AUDIO_ANALYSIS_YAMNET_MODEL"
+QUIET_NATIVE_ENV = "AUDIO_ANALYSIS_QUIET_NATIVE"
+TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
 
 BACKEND_CHOICES: tuple[str, ...] = ("vggish", "yamnet")
 """Names accepted by ``--backend``: the one list. A new backend is added here and in
@@ -130,6 +136,23 @@ class Settings:
         values["yamnet_model"] = _path_or_env(getattr(args, "yamnet_model", None),
                                               env.get(YAMNET_MODEL_ENV))
         return cls(**values)  # type: ignore[arg-type]
+
+
+def apply_native_output_defaults(verbose: bool, environ: MutableMapping[str, str]) -> None:
+    """Keep native start-up logs off the terminal unless ``-v``: the scripts' one switch.
+
+    Without ``-v``, TensorFlow's C++ logging below errors and the native stderr chatter
+    of ``audio.native`` are silenced, unless the user's environment already says
+    otherwise. With ``-v`` everything is shown, whatever ``$AUDIO_ANALYSIS_QUIET_NATIVE``
+    holds (the flag wins, as everywhere in the settings); a user's
+    ``TF_CPP_MIN_LOG_LEVEL`` is TensorFlow's own setting and is left alone. Call it
+    before TensorFlow is imported.
+    """
+    if verbose:
+        environ[QUIET_NATIVE_ENV] = "0"
+        return
+    environ.setdefault(QUIET_NATIVE_ENV, "1")
+    environ.setdefault(TF_LOG_LEVEL_ENV, "2")
 
 
 def _path_or_env(flag: str | None, env_value: str | None) -> Path | None:

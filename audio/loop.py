@@ -16,7 +16,9 @@ and busy-waited on a shared buffer with ``time.sleep(0.01)``; here:
   buffered (and otherwise waits up to ``max_time``), the original's behaviour;
 * an exception in the pipeline or in one sink is logged and counted (``errors``), and
   the loop goes on with the other sinks and the next window;
-* ``run()`` on the main thread turns SIGINT/SIGTERM into ``stop()`` for its duration.
+* ``run()`` on the main thread turns SIGINT/SIGTERM into ``stop()`` for its duration,
+  and records which one stopped it (``stop_signal``): the scripts exit with 130 after a
+  Ctrl-C, as a shell expects, but with 0 after a service manager's SIGTERM.
 
 ``stats()`` returns counters for the daemon's ``/api/status``.
 """
@@ -116,6 +118,7 @@ class ProcessingLoop:
         self._last_latency: float | None = None
         self._max_latency: float | None = None
         self._source_error: str | None = None
+        self._stop_signal: int | None = None
 
     # -- public API -----------------------------------------------------------------------
     def add_sink(self, sink: Sink) -> None:
@@ -163,6 +166,11 @@ class ProcessingLoop:
     def join(self, timeout: float | None = None) -> bool:
         """Wait for the loop to finish; True when it has."""
         return self._finished.wait(timeout)
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal (``signal.SIGINT``/``SIGTERM``) that stopped ``run()``, if one did."""
+        return self._stop_signal
 
     @property
     def running(self) -> bool:
@@ -275,6 +283,8 @@ class ProcessingLoop:
         def handler(signum: int, _frame: object) -> None:
             logger.info("received %s: finishing the queued windows, then exiting",
                         signal.Signals(signum).name)
+            if self._stop_signal is None:
+                self._stop_signal = signum
             self.stop()
 
         for signum in (signal.SIGINT, signal.SIGTERM):

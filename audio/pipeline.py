@@ -42,6 +42,7 @@ from audio.backends import Backend, create_backend
 from audio.config import MIN_AUDIO_SECONDS, Settings
 from audio.events import Prediction
 from audio.io import AudioTooShortError, mono_blocks, open_audio
+from audio.native import silenced_native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -122,11 +123,17 @@ class WavProcessor:
 
     # -- lifecycle ----------------------------------------------------------------------
     def load(self) -> WavProcessor:
-        """Load the models now (otherwise done on first use). Idempotent."""
+        """Load the models now (otherwise done on first use). Idempotent.
+
+        Loading imports TensorFlow and creates LiteRT interpreters, which print start-up
+        lines from C++ that no setting fully silences: they go through
+        ``audio.native.silenced_native_stderr`` (Python's own logging still shows).
+        """
         if self._closed:
             raise RuntimeError("WavProcessor is closed")
         if not self._loaded:
-            self._backend.load()
+            with silenced_native_stderr():
+                self._backend.load()
             self._loaded = True
         return self
 

@@ -13,7 +13,9 @@ long, and if classification ever falls behind by more than the loop's queue, the
 drops whole windows and counts them rather than stalling the microphone.
 
 The device is opened at 16 kHz mono int16; when it refuses that rate, at its native
-rate, each window then being resampled to 16 kHz with resampy.
+rate, each window then being resampled to 16 kHz with resampy. PortAudio's start-up and
+device-opening chatter (ALSA, JACK) is kept off stderr by ``audio.native`` when the
+application asks for it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 from audio.config import DEFAULT_MAX_TIME, DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.io import AudioFileError, mono_blocks, open_audio
 from audio.loop import AudioWindow
+from audio.native import silenced_native_stderr
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,10 @@ class DeviceNotFoundError(SourceError):
     """``--device`` names no input device, or several."""
 
 
+class NoInputDeviceError(SourceError):
+    """No default input device: no sound card, or no sound server PortAudio can reach."""
+
+
 # --------------------------------------------------------------------------------------
 # Microphone
 # --------------------------------------------------------------------------------------
@@ -60,10 +67,20 @@ def _pyaudio() -> Any:
     return pyaudio
 
 
+def _portaudio() -> Any:
+    """A started ``pyaudio.PyAudio``: the probe of every host API and device.
+
+    That probe is where ALSA and JACK print their ~100 lines when there is no sound
+    card or server, hence the silenced stderr.
+    """
+    pyaudio = _pyaudio()
+    with silenced_native_stderr():
+        return pyaudio.PyAudio()
+
+
 def list_input_devices() -> list[dict[str, Any]]:
     """Input-capable devices: index, name, channels, default rate, and the default flag."""
-    pyaudio = _pyaudio()
-    pa = pyaudio.PyAudio()
+    pa = _portaudio()
     try:
         try:
             default = int(pa.get_default_input_device_info()["index"])
@@ -88,36 +105,47 @@ def check_input_device(device: str | int | None) -> str:
     Lets a script reject a bad ``--device`` before it spends seconds loading models.
     Raises ``DeviceNotFoundError`` / ``SourceError``.
     """
-    pa = _pyaudio().PyAudio()
+    pa = _portaudio()
     try:
         return str(_find_device(pa, device)["name"])
     finally:
         pa.terminate()
 
 
+def _input_infos(pa: Any) -> list[dict[str, Any]]:
+    infos = (dict(pa.get_device_info_by_index(i)) for i in range(pa.get_device_count()))
+    return [info for info in infos if int(info.get("maxInputChannels", 0)) > 0]
+
+
+def _names(infos: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{info['index']}: {info['name']}" for info in infos)
+
+
 def _find_device(pa: Any, device: str | int | None) -> dict[str, Any]:
+    """The device info ``device`` designates; messages name the inputs there are.
+
+    They name no flag: each script adds the way out it offers (``--list_devices``,
+    ``--source``).
+    """
+    inputs = _input_infos(pa)
     if device is None:
         try:
             return dict(pa.get_default_input_device_info())
         except OSError:
-            raise SourceError("no default input device (list them with --list_devices)") \
-                from None
+            raise NoInputDeviceError(f"no default input device (inputs: {_names(inputs)})"
+                                     if inputs else "no input device") from None
     text = str(device).strip()
-    candidates = []
-    for i in range(pa.get_device_count()):
-        info = pa.get_device_info_by_index(i)
-        if int(info.get("maxInputChannels", 0)) < 1:
-            continue
-        if text.isdigit() and i == int(text):
-            return dict(info)
-        if text.casefold() in str(info["name"]).casefold():
-            candidates.append(dict(info))
+    if text.isdigit():
+        for info in inputs:
+            if int(info["index"]) == int(text):
+                return info
+    candidates = [info for info in inputs if text.casefold() in str(info["name"]).casefold()]
     if len(candidates) == 1:
         return candidates[0]
     if len(candidates) > 1:
-        names = ", ".join(f"{c['index']}: {c['name']}" for c in candidates)
-        raise DeviceNotFoundError(f"input device {text!r} is ambiguous ({names})")
-    raise DeviceNotFoundError(f"no input device {text!r} (list them with --list_devices)")
+        raise DeviceNotFoundError(f"input device {text!r} is ambiguous ({_names(candidates)})")
+    known = f"inputs: {_names(inputs)}" if inputs else "there is no input device"
+    raise DeviceNotFoundError(f"no input device {text!r} ({known})")
 
 
 class _RingBuffer:
@@ -189,7 +217,7 @@ class MicrophoneSource:
         if self._stream is not None:
             return
         pyaudio = _pyaudio()
-        pa = pyaudio.PyAudio()
+        pa = _portaudio()
         try:
             info = _find_device(pa, self.device)
             index = int(info["index"])
@@ -198,10 +226,11 @@ class MicrophoneSource:
                 self.rate = rate
                 self._ring = _RingBuffer(round(self.max_time * rate))
                 try:
-                    stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate, input=True,
-                                     input_device_index=index,
-                                     frames_per_buffer=int(rate * self.chunk_seconds),
-                                     stream_callback=self._on_audio, start=False)
+                    with silenced_native_stderr():  # ALSA complains about refused rates
+                        stream = pa.open(format=pyaudio.paInt16, channels=1, rate=rate,
+                                         input=True, input_device_index=index,
+                                         frames_per_buffer=int(rate * self.chunk_seconds),
+                                         stream_callback=self._on_audio, start=False)
                     break
                 except (OSError, ValueError) as exc:
                     logger.info("device %s refuses %d Hz mono int16 (%s)", info["name"], rate,

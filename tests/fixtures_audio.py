@@ -29,6 +29,10 @@ from tests.conftest import require_tool
 
 MIC_RATE = 16000
 PLAY_CHUNK_SECONDS = 0.1
+NATIVE_CHATTER = (r"ALSA lib|JackShm|jack server|Cannot connect to server|XNNPACK|absl::"
+                  r"|^[IWE]0000 ")
+"""What PortAudio (ALSA, JACK), LiteRT and TensorFlow print from C on stderr: a regex for
+``re.search(..., re.M)``; the scripts keep it off the terminal unless ``-v``."""
 
 
 @dataclass
@@ -231,8 +235,8 @@ def run_capture(mic: VirtualMicrophone, args: Sequence[str], pcm: np.ndarray, *,
     """Run ``capture.py ARGS`` on the virtual microphone as a user would, and stop it.
 
     Waits for "Start recording", plays ``pcm`` (int16) into the microphone, waits up to
-    30 s until ``done(lines)`` holds, then sends SIGINT (the clean-shutdown path) and
-    returns (exit code, every output line). A process that outlives the test is killed.
+    30 s until ``done(lines)`` holds, then sends SIGINT (Ctrl-C: the clean-shutdown path,
+    exit code 130) and returns (exit code, every output line). A process that outlives the test is killed.
     """
     script = Path(__file__).resolve().parent.parent / "capture.py"
     proc = subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,

@@ -7,6 +7,7 @@ microphone test records for real through PyAudio from a PulseAudio pipe source.
 from __future__ import annotations
 
 import itertools
+import signal
 import subprocess
 import sys
 import textwrap
@@ -138,7 +139,10 @@ def test_stop_from_another_thread_drains_the_queue(tmp_path, rng):
     assert stats["queue_size"] == 0
 
 
-def test_sigterm_ends_the_loop_cleanly(tmp_path, rng):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_loop_cleanly_and_is_recorded(tmp_path, rng, signum):
+    """SIGTERM and Ctrl-C both drain and return; ``stop_signal`` tells them apart (the
+    scripts exit 0 after SIGTERM, 130 after Ctrl-C)."""
     (path,) = _files(tmp_path, rng, [2.0])
     program = textwrap.dedent(f"""
         import json, sys
@@ -161,17 +165,19 @@ def test_sigterm_ends_the_loop_cleanly(tmp_path, rng):
                                                window_seconds=1.0), P(), [CallbackSink(first)])
         loop.run()
         print(json.dumps(loop.stats()), flush=True)
+        print("stop_signal", loop.stop_signal, flush=True)
     """)
     proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=script_env())
     try:
         assert proc.stdout.readline().strip() == "running"
-        proc.terminate()
+        proc.send_signal(signum)
         out, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
     assert '"windows_processed"' in out and "Traceback" not in err
+    assert f"stop_signal {int(signum)}" in out
 
 
 def test_wav_saver_sink_names_and_contents(tmp_path, rng):
