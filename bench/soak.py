@@ -27,7 +27,9 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -140,19 +142,53 @@ def _near(sorted_values: list[int], t: int, tolerance: int = 2) -> bool:
     return i < len(sorted_values) and sorted_values[i] <= t + tolerance
 
 
-def soak(args: argparse.Namespace) -> int:
-    server = DeviceHiveTestServer().start()
-    _, refresh = server.issue_tokens()
-    url = server.rest_url if args.rest else server.ws_url
-    model_args: list[str] = []
-    if args.random_weights:
-        from tests.fixtures_daemon import random_model_args
+@dataclass
+class _Run:
+    """What the soak measured in the daemon, filled phase by phase and read by the report."""
 
-        model_args = random_model_args(Path(args.random_weights))
-        print("models: VGGish with random weights in the official formats (the cost is "
-              "real, the labels are not); the shipped classifier bundle")
-    port = _free_port()
-    tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+    restarts: int = 0
+    rss_start: float = 0.0
+    rss_samples: list[float] = field(default_factory=list)
+    load_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rss_end: float = 0.0
+    load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    events: list[dict] = field(default_factory=list)
+    status: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Match:
+    """Produced events against stored notifications: the figures the verdict rests on."""
+
+    lost: list[int]
+    later: list[int]
+    unexpected: list[int]
+    duplicates: int
+    in_order: bool
+    covered: bool
+
+    @property
+    def clean(self) -> bool:
+        """Nothing lost, duplicated or invented, and in order: the soak's pass condition."""
+        return not self.lost and not self.duplicates and not self.unexpected and self.in_order
+
+
+def _model_args(random_weights: str | None) -> list[str]:
+    """Daemon flags for random-weight VGGish files, so the soak runs without Google's files."""
+    if not random_weights:
+        return []
+    from tests.fixtures_daemon import random_model_args
+
+    model_args = random_model_args(Path(random_weights))
+    print("models: VGGish with random weights in the official formats (the cost is "
+          "real, the labels are not); the shipped classifier bundle")
+    return model_args
+
+
+def _start_daemon(args: argparse.Namespace, url: str, refresh: str, port: int, tmp: Path,
+                  model_args: list[str]) -> tuple[subprocess.Popen, IO[bytes]]:
+    """``daemon.py`` as a user runs it, in its own config home, its output kept in a log file
+    that is shown if it dies (a pipe nobody reads would block it)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "XDG_CONFIG_HOME": str(tmp)}
     log = open(tmp / "daemon.log", "wb")
     proc = subprocess.Popen(
@@ -160,61 +196,81 @@ def soak(args: argparse.Namespace) -> int:
          str(args.window), "--port", str(port), "--dh_url", url, "--dh_refresh_token",
          refresh, "--dh_device_id", DEVICE, *model_args],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            try:
-                if _get_json(port, "/api/status")["devicehive"]["sent"] >= 1:
-                    break
-            except (OSError, ValueError, KeyError):
-                pass
-            if proc.poll() is not None:
-                print((tmp / "daemon.log").read_text()[-2000:])
-                return 1
-            time.sleep(0.5)
-        else:
-            print("daemon did not start delivering within 180 s")
-            return 1
-        time.sleep(5)  # past start-up allocations
-        rss_start = _rss_mb(proc.pid)
-        load_start = os.getloadavg()
-        started = time.monotonic()
-        end = started + args.minutes * 60
-        next_restart = started + args.restart_every
-        restarts = 0
-        rss_samples = [rss_start]
-        while time.monotonic() < end:
-            now = time.monotonic()
-            if now >= next_restart:
-                server.stop()
-                time.sleep(args.outage)
-                server.start()
-                restarts += 1
-                next_restart += args.restart_every
-            time.sleep(min(1.0, max(0.0, end - time.monotonic())))
-            if int(time.monotonic() - started) % 10 == 0:
-                rss_samples.append(_rss_mb(proc.pid))
-        # Let everything queued go out, then compare what was produced with what arrived.
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            status = _get_json(port, "/api/status")
-            if status["devicehive"]["queued"] == 0 and status["devicehive"]["state"] == \
-                    "connected":
-                break
-            time.sleep(0.5)
-        events = _get_json(port, "/api/events?limit=1000")["events"]
-        status = _get_json(port, "/api/status")
-        rss_end = _rss_mb(proc.pid)
-        load_end = os.getloadavg()
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    return proc, log
+
+
+def _wait_for_delivery(proc: subprocess.Popen, port: int, tmp: Path) -> bool:
+    """Wait until the daemon has delivered one notification: the soak only counts from a
+    working pipeline. False (after printing why) if it died or never got there."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
         try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-        server.stop()
-    notes = server.device_notifications(DEVICE)
+            if _get_json(port, "/api/status")["devicehive"]["sent"] >= 1:
+                return True
+        except (OSError, ValueError, KeyError):
+            pass
+        if proc.poll() is not None:
+            print((tmp / "daemon.log").read_text()[-2000:])
+            return False
+        time.sleep(0.5)
+    print("daemon did not start delivering within 180 s")
+    return False
+
+
+def _run_outage_schedule(args: argparse.Namespace, server: DeviceHiveTestServer,
+                         pid: int) -> _Run:
+    """The soak proper: take the server down every ``--restart_every`` seconds for
+    ``--outage`` seconds, sampling the daemon's RSS every 10 s to catch a leak's growth."""
+    time.sleep(5)  # past start-up allocations
+    run = _Run(rss_start=_rss_mb(pid), load_start=os.getloadavg())
+    started = time.monotonic()
+    end = started + args.minutes * 60
+    next_restart = started + args.restart_every
+    run.rss_samples.append(run.rss_start)
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if now >= next_restart:
+            server.stop()
+            time.sleep(args.outage)
+            server.start()
+            run.restarts += 1
+            next_restart += args.restart_every
+        time.sleep(min(1.0, max(0.0, end - time.monotonic())))
+        if int(time.monotonic() - started) % 10 == 0:
+            run.rss_samples.append(_rss_mb(pid))
+    return run
+
+
+def _drain_and_collect(port: int, pid: int, run: _Run) -> None:
+    """Let everything queued go out (up to 60 s), then snapshot the events the daemon
+    produced, its status and its final RSS, while it is still running."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = _get_json(port, "/api/status")
+        if status["devicehive"]["queued"] == 0 and status["devicehive"]["state"] == \
+                "connected":
+            break
+        time.sleep(0.5)
+    run.events = _get_json(port, "/api/events?limit=1000")["events"]
+    run.status = _get_json(port, "/api/status")
+    run.rss_end = _rss_mb(pid)
+    run.load_end = os.getloadavg()
+
+
+def _stop_all(proc: subprocess.Popen, log: IO[bytes], server: DeviceHiveTestServer) -> None:
+    """SIGTERM the daemon (a graceful stop flushes its queue), killing it only if it hangs;
+    then stop the server, whose stored notifications stay readable."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    server.stop()
+
+
+def _match(events: list[dict], notes: list[dict]) -> _Match:
+    """Match produced events with stored notifications by their unique millisecond timestamp."""
     stamps = [_ms(n["timestamp"]) for n in notes]
     produced = sorted(round(e["timestamp"] * 1000) for e in events)
     delivered = sorted(set(stamps))
@@ -229,20 +285,50 @@ def soak(args: argparse.Namespace) -> int:
     duplicates = len(stamps) - len(set(stamps))
     in_order = stamps == sorted(stamps)
     covered = len(events) < 1000 and events[-1]["id"] == 1 if events else False
+    return _Match(lost, later, unexpected, duplicates, in_order, covered)
+
+
+def _report(args: argparse.Namespace, run: _Run, notes: list[dict], match: _Match) -> None:
+    """The soak's figures next to issue 6's targets."""
+    status, events = run.status, run.events
     print(f"soak: {args.minutes:g} min, DeviceHive over {'REST' if args.rest else 'WebSocket'}, "
-          f"server restarted {restarts}× ({args.outage:g} s outage each)")
+          f"server restarted {run.restarts}× ({args.outage:g} s outage each)")
     print(f"  events produced {status['events']['total']}, checked {len(events)}"
-          f"{' (all)' if covered else ' (the last 1000)'}, notifications stored {len(notes)} "
-          f"({len(later)} of events produced during shutdown)")
-    print(f"  lost {len(lost)}  duplicated {duplicates}  unexpected {len(unexpected)}  in order {in_order}  "
+          f"{' (all)' if match.covered else ' (the last 1000)'}, notifications stored "
+          f"{len(notes)} ({len(match.later)} of events produced during shutdown)")
+    print(f"  lost {len(match.lost)}  duplicated {match.duplicates}  unexpected "
+          f"{len(match.unexpected)}  in order {match.in_order}  "
           f"dropped by the queue {status['devicehive']['dropped']}  [target 0 lost]")
     print(f"  reconnects {status['devicehive']['reconnects']}, "
           f"loop errors {status['loop'].get('errors')}")
+    rss_start, rss_end = run.rss_start, run.rss_end
     print(f"  RSS {rss_start:.1f} MB → {rss_end:.1f} MB (growth {rss_end - rss_start:+.1f} MB, "
-          f"max {max([*rss_samples, rss_end]):.1f})  [target < 20 MB]")
-    print(f"  load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end "
+          f"max {max([*run.rss_samples, rss_end]):.1f})  [target < 20 MB]")
+    print(f"  load average {run.load_start[0]:.2f} at start, {run.load_end[0]:.2f} at end "
           f"({os.cpu_count()} CPUs)")
-    return 0 if not lost and not duplicates and not unexpected and in_order else 1
+
+
+def soak(args: argparse.Namespace) -> int:
+    """The daemon against a DeviceHive server that keeps going away; 0 if nothing was lost,
+    duplicated, invented or reordered (RSS growth is reported, not judged)."""
+    server = DeviceHiveTestServer().start()
+    _, refresh = server.issue_tokens()
+    url = server.rest_url if args.rest else server.ws_url
+    model_args = _model_args(args.random_weights)
+    port = _free_port()
+    tmp = Path(tempfile.mkdtemp(prefix="soak-"))
+    proc, log = _start_daemon(args, url, refresh, port, tmp, model_args)
+    try:
+        if not _wait_for_delivery(proc, port, tmp):
+            return 1
+        run = _run_outage_schedule(args, server, proc.pid)
+        _drain_and_collect(port, proc.pid, run)
+    finally:
+        _stop_all(proc, log, server)
+    notes = server.device_notifications(DEVICE)
+    match = _match(run.events, notes)
+    _report(args, run, notes, match)
+    return 0 if match.clean else 1
 
 
 def main(argv: list[str] | None = None) -> int:
