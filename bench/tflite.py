@@ -200,65 +200,90 @@ def yamnet_figures(model: Path) -> tuple[float, list[tuple[str, int]], int]:
     return rtf, ranks, sum(r <= 5 for _, r in ranks)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "bench_tflite")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--examples", type=int, default=640, help="examples for throughput")
     parser.add_argument("--skip-keras", action="store_true")
-    args = parser.parse_args(argv)
-    print(loadavg(), f"cpus={os.cpu_count()}", flush=True)
-    models, note = prepare(args.workdir)
-    print(f"VGGish weights: {note}")
+    return parser
 
-    rtf = throughput(models, args.examples, args.skip_keras)
-    print(f"embedding, batched 64, {args.examples} examples ({args.examples * 0.96:.0f} s audio): "
+
+def report_throughput(models: Path, n_examples: int, skip_keras: bool) -> None:
+    """Step 3: batched embedding speed against the int8 target of 150x real time."""
+    rtf = throughput(models, n_examples, skip_keras)
+    print(f"embedding, batched 64, {n_examples} examples ({n_examples * 0.96:.0f} s audio): "
           + ", ".join(f"{k} {v:.0f}x real time" for k, v in rtf.items())
           + f"   [target int8 >= 150x]   {loadavg()}", flush=True)
 
+
+def report_agreement(models: Path) -> None:
+    """Step 4: does int8 quantisation keep the embeddings and the shipped bundle's top 5?"""
     agree = agreement(models)
     if agree is None:
         print("int8 vs float32: shared clips not found, skipped")
-    else:
-        print(f"int8 vs float32 on {agree['clips']} real clips ({agree['frames']} examples): "
-              f"cosine min {agree['cos_min']:.5f} mean {agree['cos_mean']:.5f} [target >= 0.99]; "
-              f"top-5 agreement ({BUNDLE}) per clip {agree['top5_clip']:.3f}, per 0.96 s frame "
-              f"{agree['top5_frame']:.3f} [target >= 0.95]", flush=True)
+        return
+    print(f"int8 vs float32 on {agree['clips']} real clips ({agree['frames']} examples): "
+          f"cosine min {agree['cos_min']:.5f} mean {agree['cos_mean']:.5f} [target >= 0.99]; "
+          f"top-5 agreement ({BUNDLE}) per clip {agree['top5_clip']:.3f}, per 0.96 s frame "
+          f"{agree['top5_frame']:.3f} [target >= 0.95]", flush=True)
 
+
+def write_clip(workdir: Path) -> Path:
+    """The 10 s 16 kHz clip the cold runs classify: a tone in noise, the same every run."""
     from audio.io import write_wav
 
     t = np.arange(16000 * 10) / 16000
-    clip = write_wav(args.workdir / "clip10s.wav",
+    return write_wav(workdir / "clip10s.wav",
                      (0.2 * np.sin(2 * np.pi * 440 * t)
                       + 0.05 * np.random.default_rng(2).standard_normal(t.size)).astype(np.float32),
                      16000)
+
+
+def report_cold_vggish(models: Path, clip: Path, repeats: int) -> None:
+    """Step 5 for VGGish: a fresh ``parse_file.py`` per export variant, TensorFlow last."""
     for label, backend, env in (
             ("vggish int8 export", ["--model", BUNDLE], {"AUDIO_ANALYSIS_VGGISH_TFLITE": "int8"}),
             ("vggish float32 export", ["--model", BUNDLE],
              {"AUDIO_ANALYSIS_VGGISH_TFLITE": "float32"}),
             ("vggish TensorFlow (no export)", ["--model", BUNDLE],
              {"AUDIO_ANALYSIS_VGGISH_TFLITE": "off"})):
-        median, best, tf_loaded, _line = cold_runs(models, clip, backend, args.repeats, env)
+        median, best, tf_loaded, _line = cold_runs(models, clip, backend, repeats, env)
         print(f"cold parse_file.py 10 s clip, {label}: median {median:.2f} s, best {best:.2f} s, "
               f"TensorFlow imported: {tf_loaded} [target <= 1.0 s TF-free]   {loadavg()}",
               flush=True)
 
+
+def report_yamnet(models: Path, clip: Path, repeats: int) -> None:
+    """Steps 5 and 6 for YAMNet, from the shared model or ``models/``; skipped without one."""
     from tests.conftest import shared_root
 
     yamnet = shared_root() / "models" / "yamnet" / "yamnet.tflite"
     if not yamnet.is_file():
         yamnet = PROJECT / "models" / "yamnet.tflite"
-    if yamnet.is_file():
-        median, best, tf_loaded, _ = cold_runs(
-            models, clip, ["--backend", "yamnet", "--yamnet_model", str(yamnet)], args.repeats, {})
-        print(f"cold parse_file.py 10 s clip, yamnet: median {median:.2f} s, best {best:.2f} s, "
-              f"TensorFlow imported: {tf_loaded}   {loadavg()}", flush=True)
-        rtf_y, ranks, hits = yamnet_figures(yamnet)
-        print(f"YAMNet: {rtf_y:.0f}x real time (one frame per invoke); UrbanSound8K top-5 hits "
-              f"{hits}/{len(ranks)}; best rank of an accepted class per clip: "
-              + ", ".join(f"{s} {r}" for s, r in ranks))
-    else:
+    if not yamnet.is_file():
         print("YAMNet model not found (python -m audio.models download yamnet): skipped")
+        return
+    median, best, tf_loaded, _ = cold_runs(
+        models, clip, ["--backend", "yamnet", "--yamnet_model", str(yamnet)], repeats, {})
+    print(f"cold parse_file.py 10 s clip, yamnet: median {median:.2f} s, best {best:.2f} s, "
+          f"TensorFlow imported: {tf_loaded}   {loadavg()}", flush=True)
+    rtf_y, ranks, hits = yamnet_figures(yamnet)
+    print(f"YAMNet: {rtf_y:.0f}x real time (one frame per invoke); UrbanSound8K top-5 hits "
+          f"{hits}/{len(ranks)}; best rank of an accepted class per clip: "
+          + ", ".join(f"{s} {r}" for s, r in ranks))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    print(loadavg(), f"cpus={os.cpu_count()}", flush=True)
+    models, note = prepare(args.workdir)
+    print(f"VGGish weights: {note}")
+    report_throughput(models, args.examples, args.skip_keras)
+    report_agreement(models)
+    clip = write_clip(args.workdir)
+    report_cold_vggish(models, clip, args.repeats)
+    report_yamnet(models, clip, args.repeats)
     print(loadavg())
     return 0
 
