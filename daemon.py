@@ -25,7 +25,7 @@ from audio.config import (
     SettingsError,
     add_model_arguments,
 )
-from audio.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
+from audio.sinks.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
 
 logger = logging.getLogger("daemon")
 
@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("daemon").setLevel(logging.INFO)
 
-    from audio.devicehive import DeviceHiveConfigError, DeviceHiveSink
+    from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSink
     from web.config import ConfigError, default_config_path, load_config
     from web.server import (
         EventStore,

@@ -30,8 +30,8 @@ from string import Template
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from audio.devicehive import DeviceHiveConfigError, DeviceHiveSettings
 from audio.events import Event
+from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSettings
 from web.config import ConfigError, DaemonConfig, save_config
 
 logger = logging.getLogger(__name__)

@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 
 from audio.events import Event
 
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("audio.devicehive")  # its name before the move: log lines stay
 
 # The library logs whole requests, tokens included, at DEBUG: keep that out of any log.
 logging.getLogger("devicehive").setLevel(logging.INFO)
