@@ -1,282 +1,66 @@
 """DeviceHive sink: one notification per classified window, delivered once and in order.
 
-The ``devicehive`` client library (2.1.6, 2018) is used for the protocol (authentication,
-token refresh, ``put_device``, ``notification/insert``) but not for its connection
-management, which does not fit a daemon:
-
-* ``DeviceHive.connect()`` blocks its caller, retries 10 times and then raises, and its
-  polling loops sleep 1 µs (an idle connection burns a quarter of a core). We call it with
-  ``transport_keep_alive=False`` (it then only starts the transport thread and returns) and
-  pass sleep times that make idle cost ~0; our own thread owns reconnection, with
-  exponential backoff that never gives up.
-* A WebSocket request whose connection drops waits 30 s for a reply that never comes, and a
-  server that closes the connection cleanly leaves the transport "alive" forever. Every
-  request therefore runs on a per-connection executor thread; the sink thread waits for it
-  in short slices, watching the socket, and abandons the connection (and the thread, which
-  ends on its own) as soon as the socket is gone or ``request_timeout`` passes.
-* A notification in flight when the connection drops may or may not have been stored. Each
-  notification carries a unique client timestamp (strictly increasing, ms precision); after
-  reconnecting, the sink lists the device's latest notifications and re-sends only when it
-  is not among them. That is what makes delivery exactly-once, in order.
-
-The loop thread only appends to a bounded deque (``handle`` never blocks); when it is full,
-the oldest notification is dropped and counted.
+The loop thread only appends to a bounded deque (``handle`` never blocks); when it is
+full, the oldest notification is dropped and counted. A sender thread owns the
+connection (``audio.sinks.devicehive.connection``), reconnects with exponential backoff
+that never gives up, and after a reconnect settles the notification that was in flight
+when the connection dropped before sending anything else.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import datetime as dt
-import json
 import logging
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
 from audio.events import Event
+from audio.sinks.devicehive.connection import (
+    Ambiguous,
+    Connection,
+    ConnectionDead,
+    Rejected,
+    describe,
+)
+from audio.sinks.devicehive.notification import (
+    OutgoingNotification,
+    build_notification,
+    format_timestamp,
+)
+from audio.sinks.devicehive.settings import (
+    DEFAULT_NOTIFICATION_NAME,
+    DEFAULT_QUEUE_SIZE,
+    DeviceHiveSettings,
+    redact_url,
+)
 
-logger = logging.getLogger("audio.devicehive")  # its name before the move: log lines stay
-
-# The library logs whole requests, tokens included, at DEBUG: keep that out of any log.
-logging.getLogger("devicehive").setLevel(logging.INFO)
-
-DEFAULT_NOTIFICATION_NAME = "audio_analysis"
-DEFAULT_QUEUE_SIZE = 1000
-SCHEMES = ("ws", "wss", "http", "https")
-
-
-class DeviceHiveConfigError(ValueError):
-    """The DeviceHive settings cannot work (bad URL, no device id, no credentials)."""
-
-
-@dataclass(frozen=True)
-class DeviceHiveSettings:
-    """Where and how to send. Secrets are excluded from ``repr`` so they never reach logs."""
-
-    url: str
-    device_id: str
-    refresh_token: str = field(default="", repr=False)
-    access_token: str = field(default="", repr=False)
-    login: str = ""
-    password: str = field(default="", repr=False)
-    notification_name: str = ""  # "" and 0: the sink's defaults
-    legacy_format: bool = False
-    queue_size: int = 0
-    connect_timeout: float = 10.0
-    request_timeout: float = 10.0
-    backoff_initial: float = 0.5
-    backoff_max: float = 30.0
-
-    def validate(self) -> DeviceHiveSettings:
-        try:
-            parts = urlsplit(self.url)
-            parts.port  # noqa: B018  (raises ValueError on a bad port)
-        except ValueError:
-            raise DeviceHiveConfigError("DeviceHive URL is malformed") from None
-        if parts.scheme.lower() not in SCHEMES or not parts.hostname:
-            raise DeviceHiveConfigError(
-                "DeviceHive URL must start with ws://, wss://, http:// or https://"
-            )
-        if not self.device_id or not all(c.isascii() and (c.isalnum() or c == "-")
-                                         for c in self.device_id):
-            raise DeviceHiveConfigError("device id must be letters, digits and dashes")
-        if not (self.refresh_token or self.access_token or (self.login and self.password)):
-            raise DeviceHiveConfigError(
-                "DeviceHive needs a refresh token, an access token, or login and password"
-            )
-        if self.queue_size < 0:
-            raise DeviceHiveConfigError("queue size must be positive")
-        return self
-
-    @property
-    def websocket(self) -> bool:
-        return urlsplit(self.url).scheme.lower().startswith("ws")
+# The name the logger had before DeviceHive moved under audio.sinks: the daemon's log
+# lines name it, and they stay as they were.
+logger = logging.getLogger("audio.devicehive")
 
 
-def format_timestamp(ms: int) -> str:
-    """DeviceHive's ``yyyy-MM-ddTHH:mm:ss.SSS`` (UTC) for a time in unix milliseconds."""
-    when = dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}"
+@dataclass
+class _Link:
+    """The sender thread's own state: its connection, the settings it serves, its backoff.
 
+    ``generation`` is the sink's settings generation the connection belongs to; when
+    ``reconfigure`` bumps it, the connection is dropped and the backoff starts over.
+    """
 
-@dataclass(frozen=True)
-class OutgoingNotification:
-    """A notification ready to send; ``timestamp`` is unique per sink (see module doc)."""
+    connection: Connection | None = None
+    generation: int = -1
+    backoff: float = 0.0
 
-    seq: int
-    name: str
-    parameters: dict[str, Any] | None
-    timestamp: str
+    def drop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
 
-
-def build_notification(event: Event, seq: int, timestamp: str, name: str,
-                       legacy: bool) -> OutgoingNotification:
-    """The wire form: the original's JSON-list name, or ``name`` + structured parameters."""
-    predictions = [p.as_dict() for p in event.predictions]
-    if legacy:
-        legacy_name = json.dumps([[p["label"], p["score"]] for p in predictions])
-        return OutgoingNotification(seq, legacy_name, None, timestamp)
-    parameters = {"predictions": predictions, "timestamp": timestamp,
-                  "window": {"start": round(event.start, 3), "end": round(event.end, 3)}}
-    return OutgoingNotification(seq, name, parameters, timestamp)
-
-
-class _Ambiguous(Exception):
-    """The request may or may not have reached the server; the connection is unusable."""
-
-
-class _Rejected(Exception):
-    """The server answered with a definite refusal of this one notification."""
-
-
-class _ConnectionDead(Exception):
-    """The connection is unusable (auth failure, server error); nothing is ambiguous."""
-
-
-class _Connection:
-    """One library transport, its registered device and an executor for its requests."""
-
-    def __init__(self, settings: DeviceHiveSettings) -> None:
-        from devicehive import DeviceHive, Handler  # import late: --help stays instant
-
-        self.settings = settings
-        self.abandoned = False
-        self.ready = threading.Event()
-        self.device: Any = None
-        self.error: str | None = None
-        connection = self
-
-        class _ConnectHandler(Handler):
-            def handle_connect(self) -> None:  # runs on the transport thread
-                if connection.abandoned:
-                    raise _ConnectionDead("connection abandoned")
-                connection.device = self.api.put_device(settings.device_id)
-                connection.ready.set()
-
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dh-request")
-        self.hive = DeviceHive(_ConnectHandler)
-        options: dict[str, Any] = {
-            "transport_keep_alive": False,
-            "refresh_token": settings.refresh_token or None,
-            "access_token": settings.access_token or None,
-            "login": settings.login or None,
-            "password": settings.password or None,
-        }
-        if settings.websocket:
-            # The library's defaults sleep 1 µs in these loops (~26% of a core idle).
-            options.update(event_queue_sleep_time=0.05, response_sleep_time=0.001)
-        else:
-            options.update(events_queue_sleep_time=0.05,
-                           timeout=(settings.connect_timeout, settings.request_timeout))
-        self.hive.connect(settings.url, **options)
-
-    @property
-    def transport(self) -> Any:
-        return self.hive.transport
-
-    def alive(self) -> bool:
-        transport = self.transport
-        if transport is None or self.abandoned or transport.exception_info:
-            return False
-        if not transport.is_alive() or not transport.connected:
-            return False
-        # A clean close from the server leaves the library's transport thread running;
-        # websocket-client marks its socket as no longer connected.
-        sock = getattr(transport, "_websocket", None)
-        return sock is None or bool(getattr(sock, "connected", True))
-
-    def failure(self) -> str:
-        info = self.transport.exception_info if self.transport is not None else None
-        if info and info[1] is not None:
-            return _describe(info[1])
-        return self.error or "connection lost"
-
-    def wait_ready(self, stop: threading.Event) -> None:
-        deadline = time.monotonic() + self.settings.connect_timeout
-        while not self.ready.wait(0.05):
-            if stop.is_set():
-                raise _ConnectionDead("stopping")
-            if not self.transport.is_alive() or self.transport.exception_info:
-                raise _ConnectionDead(self.failure())
-            if time.monotonic() > deadline:
-                raise _ConnectionDead(
-                    f"no connection within {self.settings.connect_timeout:g} s")
-        if not self.alive():
-            raise _ConnectionDead(self.failure())
-
-    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a library request on the executor; give up when the socket dies."""
-        future = self._executor.submit(fn, *args, **kwargs)
-        deadline = time.monotonic() + self.settings.request_timeout
-        while True:
-            try:
-                return future.result(timeout=0.05)
-            except concurrent.futures.TimeoutError:
-                pass
-            if not self.alive():
-                raise _Ambiguous(self.failure())
-            if time.monotonic() > deadline:
-                raise _Ambiguous(f"no reply within {self.settings.request_timeout:g} s")
-
-    def send(self, note: OutgoingNotification) -> None:
-        from devicehive.api_response import ApiResponseError
-
-        try:
-            self.call(self.device.send_notification, note.name, parameters=note.parameters,
-                      timestamp=note.timestamp)
-        except ApiResponseError as error:
-            if error.code in (400, 413, 422):
-                raise _Rejected(_describe(error)) from None
-            raise _ConnectionDead(_describe(error)) from None
-        except _Ambiguous:
-            raise
-        except Exception as error:  # transport errors: the request may have gone out
-            raise _Ambiguous(_describe(error)) from None
-
-    def was_stored(self, note: OutgoingNotification) -> bool:
-        """Did ``note`` reach the server before the last connection dropped?
-
-        Notifications go out one at a time, so if it was stored it is among the device's
-        latest. It is recognised by its unique client timestamp, or by its parameters
-        (which carry that timestamp) should a server re-stamp notifications itself.
-        """
-        ms = _parse_ms(note.timestamp)
-        latest = self.call(self.device.list_notifications, sort_field="timestamp",
-                           sort_order="DESC", take=20)
-        for n in latest:
-            if n.notification != note.name:
-                continue
-            if note.parameters is not None and n.parameters == note.parameters:
-                return True
-            try:
-                if _parse_ms(n.timestamp) == ms:
-                    return True
-            except (TypeError, ValueError):
-                continue
-        return False
-
-    def close(self) -> None:
-        self.abandoned = True
-        transport = self.transport
-        try:
-            if transport is not None and transport.connected:
-                transport.disconnect()  # also stops the library's reader thread spinning
-        except Exception:  # already gone
-            pass
-        self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0][:300]
-
-
-def _parse_ms(stamp: str) -> int:
-    when = dt.datetime.strptime(stamp[:23], "%Y-%m-%dT%H:%M:%S.%f")
-    return round(when.replace(tzinfo=dt.timezone.utc).timestamp() * 1000)
+    def back_off(self, settings: DeviceHiveSettings) -> None:
+        """Double the wait before the next try, within the settings' bounds."""
+        self.backoff = min(max(self.backoff * 2, settings.backoff_initial), settings.backoff_max)
 
 
 class DeviceHiveSink:
@@ -385,7 +169,7 @@ class DeviceHiveSink:
                 "reconnects": self.reconnects,
                 "last_error": self.last_error,
                 "connected_since": self.connected_since,
-                "url": _redact_url(settings.url) if settings else None,
+                "url": redact_url(settings.url) if settings else None,
                 "device_id": settings.device_id if settings else None,
                 "format": ("legacy" if settings.legacy_format else "structured")
                 if settings else None,
@@ -399,103 +183,129 @@ class DeviceHiveSink:
             self._cond.notify_all()
 
     def _run(self) -> None:
-        connection: _Connection | None = None
-        generation = -1
-        backoff = 0.0
+        """Connect, send one notification at a time, reconnect; until ``close``."""
+        link = _Link()
         while not self._stop.is_set():
-            with self._cond:
-                settings = self._settings
-                if self._generation != generation:
-                    generation = self._generation
-                    backoff = 0.0
-                    if connection is not None:
-                        connection.close()
-                        connection = None
-                if settings is None:
-                    self._cond.wait()
-                    continue
-            if connection is None:
-                if backoff:
-                    self._wait_interruptible(backoff, generation)
-                    if self._stop.is_set() or self._generation != generation:
-                        continue
-                self._set(state="connecting")
-                try:
-                    connection = _Connection(settings)
-                    connection.wait_ready(self._stop)
-                    self._resolve_uncertain(connection)
-                except (_ConnectionDead, _Ambiguous) as error:
-                    if connection is not None:
-                        connection.close()
-                        connection = None
-                    backoff = min(max(backoff * 2, settings.backoff_initial), settings.backoff_max)
-                    if not self._stop.is_set():
-                        logger.warning("DeviceHive: cannot connect to %s: %s (retry in %.1f s)",
-                                       _redact_url(settings.url), error, backoff)
-                    self._set(state="disconnected", last_error=str(error))
-                    continue
-                except Exception as error:  # library bug or bad input: never kill the thread
-                    logger.exception("DeviceHive: unexpected error while connecting")
-                    if connection is not None:
-                        connection.close()
-                        connection = None
-                    backoff = min(max(backoff * 2, settings.backoff_initial), settings.backoff_max)
-                    self._set(state="disconnected", last_error=_describe(error))
-                    continue
-                backoff = 0.0
-                logger.info("DeviceHive: connected to %s as device %s",
-                            _redact_url(settings.url), settings.device_id)
-                self._set(state="connected", last_error=None, connected_since=time.time())
-            with self._cond:
-                while not self._queue and not self._stop.is_set() \
-                        and self._generation == generation:
-                    if not connection.alive():
-                        break
-                    self._cond.wait(0.5)
-                if self._stop.is_set() or self._generation != generation:
-                    continue
-                note = self._queue.popleft() if self._queue and connection.alive() else None
-                self._inflight = note
-            if note is None:  # the connection died while idle
-                error = connection.failure()
-                connection.close()
-                connection = None
-                self._lost(error, settings)
-                backoff = settings.backoff_initial
+            settings = self._settings_for(link)
+            if settings is None:
                 continue
-            try:
-                connection.send(note)
-            except _Rejected as error:
-                logger.warning("DeviceHive refused notification %d: %s", note.seq, error)
-                self._finish(note, rejected=True, error=str(error))
-            except (_Ambiguous, _ConnectionDead) as error:
-                with self._cond:
-                    self._inflight = None
-                    if isinstance(error, _Ambiguous):
-                        self._uncertain = note
-                    else:
-                        self._queue.appendleft(note)
-                connection.close()
-                connection = None
-                self._lost(str(error), settings)
-                backoff = settings.backoff_initial
-            except Exception as error:
-                logger.exception("DeviceHive: unexpected error while sending")
-                with self._cond:
-                    self._inflight = None
-                    self._uncertain = note
-                connection.close()
-                connection = None
-                self._lost(_describe(error), settings)
-                backoff = settings.backoff_initial
-            else:
-                self._finish(note)
-        if connection is not None:
-            connection.close()
+            connection = link.connection
+            if connection is None:
+                connection = self._connect(link, settings)
+                if connection is None:
+                    continue
+            note = self._take(link, connection, settings)
+            if note is not None:
+                self._deliver(link, connection, settings, note)
+        link.drop()
         self._set(state="stopped")
 
+    def _settings_for(self, link: _Link) -> DeviceHiveSettings | None:
+        """The settings to serve; a new generation drops the connection and the backoff.
+
+        With no settings it waits for a change and returns None (the loop starts over).
+        """
+        with self._cond:
+            settings = self._settings
+            if self._generation != link.generation:
+                link.generation = self._generation
+                link.backoff = 0.0
+                link.drop()
+            if settings is None:
+                self._cond.wait()
+            return settings
+
+    def _connect(self, link: _Link, settings: DeviceHiveSettings) -> Connection | None:
+        """Open a connection after the backoff and settle the uncertain notification.
+
+        None when there is none to use (stopping, new settings, or the attempt failed:
+        the error is logged and shown, and the backoff grows).
+        """
+        if link.backoff:
+            self._wait_interruptible(link.backoff, link.generation)
+            if self._stop.is_set() or self._generation != link.generation:
+                return None
+        self._set(state="connecting")
+        try:
+            connection = link.connection = Connection(settings)
+            connection.wait_ready(self._stop)
+            self._resolve_uncertain(connection)
+        except (ConnectionDead, Ambiguous) as error:
+            link.drop()
+            link.back_off(settings)
+            if not self._stop.is_set():
+                logger.warning("DeviceHive: cannot connect to %s: %s (retry in %.1f s)",
+                               redact_url(settings.url), error, link.backoff)
+            self._set(state="disconnected", last_error=str(error))
+            return None
+        except Exception as error:  # library bug or bad input: never kill the thread
+            logger.exception("DeviceHive: unexpected error while connecting")
+            link.drop()
+            link.back_off(settings)
+            self._set(state="disconnected", last_error=describe(error))
+            return None
+        link.backoff = 0.0
+        logger.info("DeviceHive: connected to %s as device %s",
+                    redact_url(settings.url), settings.device_id)
+        self._set(state="connected", last_error=None, connected_since=time.time())
+        return connection
+
+    def _take(self, link: _Link, connection: Connection,
+              settings: DeviceHiveSettings) -> OutgoingNotification | None:
+        """The next notification to send, now in flight; waits while the queue is empty.
+
+        None when the loop must start over: stopping, new settings, or the connection
+        died while idle (then it is dropped as lost).
+        """
+        with self._cond:
+            while not self._queue and not self._stop.is_set() \
+                    and self._generation == link.generation:
+                if not connection.alive():
+                    break
+                self._cond.wait(0.5)
+            if self._stop.is_set() or self._generation != link.generation:
+                return None
+            note = self._queue.popleft() if self._queue and connection.alive() else None
+            self._inflight = note
+        if note is None:  # the connection died while idle
+            self._lose(link, connection.failure(), settings)
+        return note
+
+    def _deliver(self, link: _Link, connection: Connection, settings: DeviceHiveSettings,
+                 note: OutgoingNotification) -> None:
+        """Send the notification in flight and account for the outcome."""
+        try:
+            connection.send(note)
+        except Rejected as error:
+            logger.warning("DeviceHive refused notification %d: %s", note.seq, error)
+            self._finish(note, rejected=True, error=str(error))
+        except (Ambiguous, ConnectionDead) as error:
+            self._put_back(note, uncertain=isinstance(error, Ambiguous))
+            self._lose(link, str(error), settings)
+        except Exception as error:
+            logger.exception("DeviceHive: unexpected error while sending")
+            self._put_back(note, uncertain=True)
+            self._lose(link, describe(error), settings)
+        else:
+            self._finish(note)
+
+    def _put_back(self, note: OutgoingNotification, uncertain: bool) -> None:
+        """A failed send: settle after reconnecting (``uncertain``) or send again first."""
+        with self._cond:
+            self._inflight = None
+            if uncertain:
+                self._uncertain = note
+            else:
+                self._queue.appendleft(note)
+
+    def _lose(self, link: _Link, error: str, settings: DeviceHiveSettings) -> None:
+        """Drop a connection that failed; the next one is tried after the first backoff."""
+        link.drop()
+        self._lost(error, settings)
+        link.backoff = settings.backoff_initial
+
     def _lost(self, error: str, settings: DeviceHiveSettings) -> None:
-        logger.warning("DeviceHive: connection to %s lost: %s", _redact_url(settings.url), error)
+        logger.warning("DeviceHive: connection to %s lost: %s", redact_url(settings.url), error)
         self._set(state="disconnected", last_error=error, connected_since=None,
                   reconnects=self.reconnects + 1)
 
@@ -510,7 +320,7 @@ class DeviceHiveSink:
                 self.sent += 1
             self._cond.notify_all()
 
-    def _resolve_uncertain(self, connection: _Connection) -> None:
+    def _resolve_uncertain(self, connection: Connection) -> None:
         """After a reconnect: was the notification in flight stored? Re-queue it if not."""
         with self._cond:
             note = self._uncertain
@@ -535,13 +345,3 @@ class DeviceHiveSink:
                 if left <= 0:
                     return
                 self._cond.wait(left)
-
-
-def _redact_url(url: str) -> str:
-    """The URL without userinfo or query (either may carry credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
