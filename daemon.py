@@ -52,7 +52,7 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     # Imported here, not at the top: it brings numpy, and the module's own import is the
     # one moment a Ctrl-C cannot be turned into a quiet exit (run_script is not running).
-    from audio.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
+    from audio.sinks.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
 
     parser = argparse.ArgumentParser(
         prog="daemon.py",
@@ -165,7 +165,7 @@ def _checked_inputs(args: argparse.Namespace) -> tuple[Settings, list[Path]]:
 
 def _devicehive(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     """The configuration file, the configuration with this run's flags, and the sink."""
-    from audio.devicehive import DeviceHiveConfigError, DeviceHiveSink
+    from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSink
     from web.config import ConfigError, default_config_path, load_config
 
     config_path = Path(args.config).expanduser() if args.config else default_config_path()

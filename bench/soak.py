@@ -65,7 +65,7 @@ def _cpu_of_threads_during(seconds: float) -> float:
 def measure_idle_cpu(seconds: float) -> None:
     from devicehive import DeviceHive, Handler
 
-    from audio.devicehive import DeviceHiveSettings, DeviceHiveSink
+    from audio.sinks.devicehive import DeviceHiveSettings, DeviceHiveSink
 
     for transport in ("ws", "rest"):
         server = DeviceHiveTestServer().start()

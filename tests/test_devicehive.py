@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from audio.devicehive import (
+from audio.sinks.devicehive import (
     DeviceHiveConfigError,
     DeviceHiveSettings,
     DeviceHiveSink,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from audio.devicehive import DeviceHiveSink
+from audio.sinks.devicehive import DeviceHiveSink
 from web.config import ConfigError, DaemonConfig, default_config_path, load_config, save_config
 from web.server import EventStore, WebApp, WebServer, allowed_hosts_for
 
@@ -296,7 +296,7 @@ def test_malformed_requests_get_4xx_and_the_server_lives_on(site, raw):
 
 
 def test_status_shows_devicehive_error_without_secret(tmp_path, dh_server):
-    from audio.devicehive import DeviceHiveSettings
+    from audio.sinks.devicehive import DeviceHiveSettings
 
     sink = DeviceHiveSink(DeviceHiveSettings(url=dh_server.ws_url, device_id="d-1",
                                              refresh_token=SECRET, backoff_initial=0.2))
@@ -317,7 +317,7 @@ def test_status_shows_devicehive_error_without_secret(tmp_path, dh_server):
 
 
 def test_unreachable_devicehive_never_blocks_the_page(tmp_path, make_event):
-    from audio.devicehive import DeviceHiveSettings
+    from audio.sinks.devicehive import DeviceHiveSettings
 
     # An unroutable address: connecting hangs until the sink abandons it.
     sink = DeviceHiveSink(DeviceHiveSettings(url="ws://10.255.255.1:9/api/websocket",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from audio.devicehive import DeviceHiveSink
+from audio.sinks.devicehive import DeviceHiveSink
 from tests.conftest import require_tool
 from web.config import DaemonConfig, load_config
 from web.server import EventStore, WebApp, WebServer, allowed_hosts_for

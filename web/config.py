@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from audio.devicehive import DeviceHiveSettings
+from audio.sinks.devicehive import DeviceHiveSettings
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class DaemonConfig:
 
     def devicehive_settings(self) -> DeviceHiveSettings | None:
         """The sink's settings, or None when no server is configured. May raise
-        ``audio.devicehive.DeviceHiveConfigError``."""
+        ``audio.sinks.devicehive.DeviceHiveConfigError``."""
         if not self.server_url:
             return None
         return DeviceHiveSettings(

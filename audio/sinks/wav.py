@@ -1,47 +1,22 @@
-"""Sinks of the processing loop: a log line per window, a wav file per window, a callback.
-
-Sinks receive ``audio.events.Event``s on the loop's thread (``audio.events.Sink``).
-Network sinks (web events, DeviceHive, MQTT) live with the daemon and follow the same
-protocol.
-"""
+"""The sink that saves every classified window as a wav file (``capture.py --save_path``)."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 from audio.events import Event
 from audio.io import write_wav
 
-logger = logging.getLogger(__name__)
+# The name the logger had before the sinks became a package: log lines (and filters on
+# "audio.sinks") stay as they were.
+logger = logging.getLogger("audio.sinks")
 
 
 class SaveDirectoryError(ValueError):
     """The directory given to save recordings in does not exist or is not a directory."""
-
-
-def _format(event: Event) -> str:
-    if not event.predictions:
-        return "no class above the threshold"
-    return ", ".join(f"{p.label}: {p.score:.2f}" for p in event.predictions)
-
-
-class LogSink:
-    """Logs ``Predictions: Speech: 0.75, Music: 0.12`` for every window (the original's line)."""
-
-    def __init__(self, log: logging.Logger | None = None, level: int = logging.INFO) -> None:
-        self._log = log or logging.getLogger("audio_analysis.capture")
-        self._level = level
-
-    def handle(self, event: Event) -> None:
-        self._log.log(self._level, "Predictions [%.2f-%.2f s]: %s", event.start, event.end,
-                      _format(event))
-
-    def close(self) -> None:
-        pass
 
 
 def check_save_directory(path: str | os.PathLike[str]) -> Path:
@@ -87,19 +62,6 @@ class WavSaverSink:
             return
         self.saved.append(path)
         logger.info('"%s" saved.', path)
-
-    def close(self) -> None:
-        pass
-
-
-class CallbackSink:
-    """Calls ``function(event)`` for every event (glue for tests, benchmarks, embedding)."""
-
-    def __init__(self, function: Callable[[Event], None]) -> None:
-        self._function = function
-
-    def handle(self, event: Event) -> None:
-        self._function(event)
 
     def close(self) -> None:
         pass

@@ -1,0 +1,186 @@
+"""One connection to a DeviceHive server, on the ``devicehive`` client library.
+
+The library (2.1.6, 2018) is used for the protocol (authentication, token refresh,
+``put_device``, ``notification/insert``) but not for its connection management, which
+does not fit a daemon (see the package doc). A ``Connection`` only connects, runs one
+request at a time with a deadline, and says when it is no longer usable; reconnecting is
+the sink's business.
+
+Requests run on a per-connection executor thread; the caller waits for them in short
+slices, watching the socket, and abandons the connection (and the thread, which ends on
+its own) as soon as the socket is gone or ``request_timeout`` passes.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import threading
+import time
+from typing import Any
+
+from audio.sinks.devicehive.notification import OutgoingNotification, parse_ms
+from audio.sinks.devicehive.settings import DeviceHiveSettings
+
+# The library logs whole requests, tokens included, at DEBUG: keep that out of any log.
+logging.getLogger("devicehive").setLevel(logging.INFO)
+
+
+class Ambiguous(Exception):
+    """The request may or may not have reached the server; the connection is unusable."""
+
+
+class Rejected(Exception):
+    """The server answered with a definite refusal of this one notification."""
+
+
+class ConnectionDead(Exception):
+    """The connection is unusable (auth failure, server error); nothing is ambiguous."""
+
+
+def describe(error: BaseException) -> str:
+    """The first line of an error, short enough for a status page and a log line."""
+    text = str(error) or type(error).__name__
+    return text.splitlines()[0][:300]
+
+
+class Connection:
+    """One library transport, its registered device and an executor for its requests."""
+
+    def __init__(self, settings: DeviceHiveSettings) -> None:
+        from devicehive import DeviceHive, Handler  # import late: --help stays instant
+
+        self.settings = settings
+        self.abandoned = False
+        self.ready = threading.Event()
+        self.device: Any = None
+        self.error: str | None = None
+        connection = self
+
+        class _ConnectHandler(Handler):
+            def handle_connect(self) -> None:  # runs on the transport thread
+                if connection.abandoned:
+                    raise ConnectionDead("connection abandoned")
+                connection.device = self.api.put_device(settings.device_id)
+                connection.ready.set()
+
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dh-request")
+        self.hive = DeviceHive(_ConnectHandler)
+        self.hive.connect(settings.url, **_connect_options(settings))
+
+    @property
+    def transport(self) -> Any:
+        return self.hive.transport
+
+    def alive(self) -> bool:
+        transport = self.transport
+        if transport is None or self.abandoned or transport.exception_info:
+            return False
+        if not transport.is_alive() or not transport.connected:
+            return False
+        # A clean close from the server leaves the library's transport thread running;
+        # websocket-client marks its socket as no longer connected.
+        sock = getattr(transport, "_websocket", None)
+        return sock is None or bool(getattr(sock, "connected", True))
+
+    def failure(self) -> str:
+        info = self.transport.exception_info if self.transport is not None else None
+        if info and info[1] is not None:
+            return describe(info[1])
+        return self.error or "connection lost"
+
+    def wait_ready(self, stop: threading.Event) -> None:
+        deadline = time.monotonic() + self.settings.connect_timeout
+        while not self.ready.wait(0.05):
+            if stop.is_set():
+                raise ConnectionDead("stopping")
+            if not self.transport.is_alive() or self.transport.exception_info:
+                raise ConnectionDead(self.failure())
+            if time.monotonic() > deadline:
+                raise ConnectionDead(
+                    f"no connection within {self.settings.connect_timeout:g} s")
+        if not self.alive():
+            raise ConnectionDead(self.failure())
+
+    def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a library request on the executor; give up when the socket dies."""
+        future = self._executor.submit(fn, *args, **kwargs)
+        deadline = time.monotonic() + self.settings.request_timeout
+        while True:
+            try:
+                return future.result(timeout=0.05)
+            except concurrent.futures.TimeoutError:
+                pass
+            if not self.alive():
+                raise Ambiguous(self.failure())
+            if time.monotonic() > deadline:
+                raise Ambiguous(f"no reply within {self.settings.request_timeout:g} s")
+
+    def send(self, note: OutgoingNotification) -> None:
+        from devicehive.api_response import ApiResponseError
+
+        try:
+            self.call(self.device.send_notification, note.name, parameters=note.parameters,
+                      timestamp=note.timestamp)
+        except ApiResponseError as error:
+            if error.code in (400, 413, 422):
+                raise Rejected(describe(error)) from None
+            raise ConnectionDead(describe(error)) from None
+        except Ambiguous:
+            raise
+        except Exception as error:  # transport errors: the request may have gone out
+            raise Ambiguous(describe(error)) from None
+
+    def was_stored(self, note: OutgoingNotification) -> bool:
+        """Did ``note`` reach the server before the last connection dropped?
+
+        Notifications go out one at a time, so if it was stored it is among the device's
+        latest. It is recognised by its unique client timestamp, or by its parameters
+        (which carry that timestamp) should a server re-stamp notifications itself.
+        """
+        ms = parse_ms(note.timestamp)
+        latest = self.call(self.device.list_notifications, sort_field="timestamp",
+                           sort_order="DESC", take=20)
+        for n in latest:
+            if n.notification != note.name:
+                continue
+            if note.parameters is not None and n.parameters == note.parameters:
+                return True
+            try:
+                if parse_ms(n.timestamp) == ms:
+                    return True
+            except (TypeError, ValueError):
+                continue
+        return False
+
+    def close(self) -> None:
+        self.abandoned = True
+        transport = self.transport
+        try:
+            if transport is not None and transport.connected:
+                transport.disconnect()  # also stops the library's reader thread spinning
+        except Exception:  # already gone
+            pass
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _connect_options(settings: DeviceHiveSettings) -> dict[str, Any]:
+    """``DeviceHive.connect`` options: credentials, no blocking keep-alive, sane sleeps.
+
+    ``transport_keep_alive=False`` makes ``connect`` only start the transport thread and
+    return, instead of blocking, retrying 10 times and raising.
+    """
+    options: dict[str, Any] = {
+        "transport_keep_alive": False,
+        "refresh_token": settings.refresh_token or None,
+        "access_token": settings.access_token or None,
+        "login": settings.login or None,
+        "password": settings.password or None,
+    }
+    if settings.websocket:
+        # The library's defaults sleep 1 µs in these loops (~26% of a core idle).
+        options.update(event_queue_sleep_time=0.05, response_sleep_time=0.001)
+    else:
+        options.update(events_queue_sleep_time=0.05,
+                       timeout=(settings.connect_timeout, settings.request_timeout))
+    return options

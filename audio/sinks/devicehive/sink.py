@@ -1,0 +1,347 @@
+"""DeviceHive sink: one notification per classified window, delivered once and in order.
+
+The loop thread only appends to a bounded deque (``handle`` never blocks); when it is
+full, the oldest notification is dropped and counted. A sender thread owns the
+connection (``audio.sinks.devicehive.connection``), reconnects with exponential backoff
+that never gives up, and after a reconnect settles the notification that was in flight
+when the connection dropped before sending anything else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Any
+
+from audio.events import Event
+from audio.sinks.devicehive.connection import (
+    Ambiguous,
+    Connection,
+    ConnectionDead,
+    Rejected,
+    describe,
+)
+from audio.sinks.devicehive.notification import (
+    OutgoingNotification,
+    build_notification,
+    format_timestamp,
+)
+from audio.sinks.devicehive.settings import (
+    DEFAULT_NOTIFICATION_NAME,
+    DEFAULT_QUEUE_SIZE,
+    DeviceHiveSettings,
+    redact_url,
+)
+
+# The name the logger had before DeviceHive moved under audio.sinks: the daemon's log
+# lines name it, and they stay as they were.
+logger = logging.getLogger("audio.devicehive")
+
+
+@dataclass
+class _Link:
+    """The sender thread's own state: its connection, the settings it serves, its backoff.
+
+    ``generation`` is the sink's settings generation the connection belongs to; when
+    ``reconfigure`` bumps it, the connection is dropped and the backoff starts over.
+    """
+
+    connection: Connection | None = None
+    generation: int = -1
+    backoff: float = 0.0
+
+    def drop(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+            self.connection = None
+
+    def back_off(self, settings: DeviceHiveSettings) -> None:
+        """Double the wait before the next try, within the settings' bounds."""
+        self.backoff = min(max(self.backoff * 2, settings.backoff_initial), settings.backoff_max)
+
+
+class DeviceHiveSink:
+    """The :class:`audio.events.Sink` that forwards events to DeviceHive.
+
+    ``settings=None`` means "not configured": events are ignored until ``reconfigure``.
+    """
+
+    def __init__(self, settings: DeviceHiveSettings | None = None, *,
+                 notification_name: str = DEFAULT_NOTIFICATION_NAME,
+                 legacy_format: bool = False, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+        self._defaults = (notification_name, legacy_format, queue_size)
+        self._settings = self._complete(settings)
+        self._cond = threading.Condition()
+        self._queue: deque[OutgoingNotification] = deque()
+        self._inflight: OutgoingNotification | None = None
+        self._uncertain: OutgoingNotification | None = None
+        self._seq = 0
+        self._last_ms = 0
+        self._generation = 0
+        self._stop = threading.Event()
+        self.state = "disabled" if self._settings is None else "connecting"
+        self.sent = 0
+        self.dropped = 0
+        self.rejected = 0
+        self.reconnects = 0
+        self.last_error: str | None = None
+        self.connected_since: float | None = None
+        self._thread = threading.Thread(target=self._run, name="devicehive-sink", daemon=True)
+        self._thread.start()
+
+    def _complete(self, settings: DeviceHiveSettings | None) -> DeviceHiveSettings | None:
+        if settings is None:
+            return None
+        name, legacy, size = self._defaults
+        return replace(settings, notification_name=settings.notification_name or name,
+                       legacy_format=settings.legacy_format or legacy,
+                       queue_size=settings.queue_size or size).validate()
+
+    # ---- the Sink contract (loop thread) ---------------------------------------------
+    def handle(self, event: Event) -> None:
+        with self._cond:
+            settings = self._settings
+            if settings is None:
+                return
+            ms = max(round(event.timestamp * 1000), self._last_ms + 1)
+            self._last_ms = ms
+            self._seq += 1
+            note = build_notification(event, self._seq, format_timestamp(ms),
+                                      settings.notification_name, settings.legacy_format)
+            self._queue.append(note)
+            while len(self._queue) + (self._inflight is not None) > settings.queue_size:
+                self._queue.popleft()
+                self.dropped += 1
+            self._cond.notify_all()
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop: give pending notifications up to ``timeout`` seconds to go out."""
+        self.flush(timeout)
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=max(1.0, timeout))
+
+    # ---- control (web thread) --------------------------------------------------------
+    def reconfigure(self, settings: DeviceHiveSettings | None) -> None:
+        """Switch server/credentials/device now; queued notifications go to the new one."""
+        settings = self._complete(settings)
+        with self._cond:
+            self._settings = settings
+            self._generation += 1
+            self.last_error = None
+            self.state = "disabled" if settings is None else "connecting"
+            if settings is None:
+                self._queue.clear()
+                self._uncertain = None
+            self._cond.notify_all()
+
+    def report_error(self, message: str) -> None:
+        """Show a problem found outside the sink (e.g. an unusable saved configuration)."""
+        self._set(last_error=message)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until nothing is queued or in flight (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._inflight or self._uncertain:
+                if self._settings is None:
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.1))
+        return True
+
+    def status(self) -> dict[str, Any]:
+        with self._cond:
+            settings = self._settings
+            return {
+                "state": self.state,
+                "sent": self.sent,
+                "queued": len(self._queue) + (self._inflight is not None)
+                + (self._uncertain is not None),
+                "dropped": self.dropped,
+                "rejected": self.rejected,
+                "reconnects": self.reconnects,
+                "last_error": self.last_error,
+                "connected_since": self.connected_since,
+                "url": redact_url(settings.url) if settings else None,
+                "device_id": settings.device_id if settings else None,
+                "format": ("legacy" if settings.legacy_format else "structured")
+                if settings else None,
+            }
+
+    # ---- the sender thread -----------------------------------------------------------
+    def _set(self, **fields: Any) -> None:
+        with self._cond:
+            for key, value in fields.items():
+                setattr(self, key, value)
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        """Connect, send one notification at a time, reconnect; until ``close``."""
+        link = _Link()
+        while not self._stop.is_set():
+            settings = self._settings_for(link)
+            if settings is None:
+                continue
+            connection = link.connection
+            if connection is None:
+                connection = self._connect(link, settings)
+                if connection is None:
+                    continue
+            note = self._take(link, connection, settings)
+            if note is not None:
+                self._deliver(link, connection, settings, note)
+        link.drop()
+        self._set(state="stopped")
+
+    def _settings_for(self, link: _Link) -> DeviceHiveSettings | None:
+        """The settings to serve; a new generation drops the connection and the backoff.
+
+        With no settings it waits for a change and returns None (the loop starts over).
+        """
+        with self._cond:
+            settings = self._settings
+            if self._generation != link.generation:
+                link.generation = self._generation
+                link.backoff = 0.0
+                link.drop()
+            if settings is None:
+                self._cond.wait()
+            return settings
+
+    def _connect(self, link: _Link, settings: DeviceHiveSettings) -> Connection | None:
+        """Open a connection after the backoff and settle the uncertain notification.
+
+        None when there is none to use (stopping, new settings, or the attempt failed:
+        the error is logged and shown, and the backoff grows).
+        """
+        if link.backoff:
+            self._wait_interruptible(link.backoff, link.generation)
+            if self._stop.is_set() or self._generation != link.generation:
+                return None
+        self._set(state="connecting")
+        try:
+            connection = link.connection = Connection(settings)
+            connection.wait_ready(self._stop)
+            self._resolve_uncertain(connection)
+        except (ConnectionDead, Ambiguous) as error:
+            link.drop()
+            link.back_off(settings)
+            if not self._stop.is_set():
+                logger.warning("DeviceHive: cannot connect to %s: %s (retry in %.1f s)",
+                               redact_url(settings.url), error, link.backoff)
+            self._set(state="disconnected", last_error=str(error))
+            return None
+        except Exception as error:  # library bug or bad input: never kill the thread
+            logger.exception("DeviceHive: unexpected error while connecting")
+            link.drop()
+            link.back_off(settings)
+            self._set(state="disconnected", last_error=describe(error))
+            return None
+        link.backoff = 0.0
+        logger.info("DeviceHive: connected to %s as device %s",
+                    redact_url(settings.url), settings.device_id)
+        self._set(state="connected", last_error=None, connected_since=time.time())
+        return connection
+
+    def _take(self, link: _Link, connection: Connection,
+              settings: DeviceHiveSettings) -> OutgoingNotification | None:
+        """The next notification to send, now in flight; waits while the queue is empty.
+
+        None when the loop must start over: stopping, new settings, or the connection
+        died while idle (then it is dropped as lost).
+        """
+        with self._cond:
+            while not self._queue and not self._stop.is_set() \
+                    and self._generation == link.generation:
+                if not connection.alive():
+                    break
+                self._cond.wait(0.5)
+            if self._stop.is_set() or self._generation != link.generation:
+                return None
+            note = self._queue.popleft() if self._queue and connection.alive() else None
+            self._inflight = note
+        if note is None:  # the connection died while idle
+            self._lose(link, connection.failure(), settings)
+        return note
+
+    def _deliver(self, link: _Link, connection: Connection, settings: DeviceHiveSettings,
+                 note: OutgoingNotification) -> None:
+        """Send the notification in flight and account for the outcome."""
+        try:
+            connection.send(note)
+        except Rejected as error:
+            logger.warning("DeviceHive refused notification %d: %s", note.seq, error)
+            self._finish(note, rejected=True, error=str(error))
+        except (Ambiguous, ConnectionDead) as error:
+            self._put_back(note, uncertain=isinstance(error, Ambiguous))
+            self._lose(link, str(error), settings)
+        except Exception as error:
+            logger.exception("DeviceHive: unexpected error while sending")
+            self._put_back(note, uncertain=True)
+            self._lose(link, describe(error), settings)
+        else:
+            self._finish(note)
+
+    def _put_back(self, note: OutgoingNotification, uncertain: bool) -> None:
+        """A failed send: settle after reconnecting (``uncertain``) or send again first."""
+        with self._cond:
+            self._inflight = None
+            if uncertain:
+                self._uncertain = note
+            else:
+                self._queue.appendleft(note)
+
+    def _lose(self, link: _Link, error: str, settings: DeviceHiveSettings) -> None:
+        """Drop a connection that failed; the next one is tried after the first backoff."""
+        link.drop()
+        self._lost(error, settings)
+        link.backoff = settings.backoff_initial
+
+    def _lost(self, error: str, settings: DeviceHiveSettings) -> None:
+        logger.warning("DeviceHive: connection to %s lost: %s", redact_url(settings.url), error)
+        self._set(state="disconnected", last_error=error, connected_since=None,
+                  reconnects=self.reconnects + 1)
+
+    def _finish(self, note: OutgoingNotification, rejected: bool = False,
+                error: str | None = None) -> None:
+        with self._cond:
+            self._inflight = None
+            if rejected:
+                self.rejected += 1
+                self.last_error = error
+            else:
+                self.sent += 1
+            self._cond.notify_all()
+
+    def _resolve_uncertain(self, connection: Connection) -> None:
+        """After a reconnect: was the notification in flight stored? Re-queue it if not."""
+        with self._cond:
+            note = self._uncertain
+        if note is None:
+            return
+        stored = connection.was_stored(note)
+        with self._cond:
+            self._uncertain = None
+            if stored:
+                self.sent += 1
+            else:
+                self._queue.appendleft(note)
+            self._cond.notify_all()
+        logger.info("DeviceHive: notification in flight at the disconnect was %s",
+                    "already stored" if stored else "lost; re-sending it")
+
+    def _wait_interruptible(self, seconds: float, generation: int) -> None:
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            while not self._stop.is_set() and self._generation == generation:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)

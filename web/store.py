@@ -1,0 +1,77 @@
+"""The last events of the loop, kept in memory for the pages, the JSON API and the stream."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import deque
+from typing import Any
+
+from audio.events import Event
+
+MAX_EVENTS = 1000
+
+
+class EventStore:
+    """The last events, for the pages and the API; also a loop sink (``handle`` is O(1))."""
+
+    def __init__(self, maxlen: int = MAX_EVENTS) -> None:
+        self._events: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._cond = threading.Condition()
+        self._cache: dict[tuple[int, int, int], bytes] = {}
+        self.total = 0
+        self.closed = False
+
+    def handle(self, event: Event) -> None:
+        record = {"id": event.id, "timestamp": event.timestamp, "start": event.start,
+                  "end": event.end, "source": event.source,
+                  "predictions": [p.as_dict() for p in event.predictions]}
+        with self._cond:
+            if self._events and record["id"] <= self._events[-1]["id"]:
+                # ids must grow for the ?since= cursor; a restarted loop numbers from 1 again
+                record["id"] = self._events[-1]["id"] + 1
+            self._events.append(record)
+            self.total += 1
+            self._cache.clear()
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+    @property
+    def last_id(self) -> int:
+        with self._cond:
+            return self._events[-1]["id"] if self._events else 0
+
+    def newest(self, since: int = 0, limit: int = 10) -> list[dict[str, Any]]:
+        """Events with id > ``since``, newest first, at most ``limit``."""
+        with self._cond:
+            out = []
+            for record in reversed(self._events):
+                if record["id"] <= since or len(out) >= limit:
+                    break
+                out.append(record)
+            return out
+
+    def newest_json(self, since: int, limit: int) -> bytes:
+        """``newest`` as the API's JSON body, cached until the next event (cheap polling)."""
+        key = (self.last_id, since, limit)
+        with self._cond:
+            cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        body = json.dumps({"events": self.newest(since, limit), "last_id": key[0]}).encode()
+        with self._cond:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = body
+        return body
+
+    def wait_after(self, last_id: int, timeout: float) -> list[dict[str, Any]]:
+        """Events with id > ``last_id``, oldest first; waits up to ``timeout`` for one."""
+        with self._cond:
+            if not (self._events and self._events[-1]["id"] > last_id) and not self.closed:
+                self._cond.wait(timeout)
+            return [r for r in self._events if r["id"] > last_id]
