@@ -33,6 +33,8 @@ from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from audio.errors import UsageError
+
 VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
 PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
 MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
@@ -57,7 +59,7 @@ MIN_AUDIO_SECONDS = 0.975
 """Shortest input that yields one VGGish example: 400 + 95 · 160 samples at 16 kHz."""
 
 
-class SettingsError(ValueError):
+class SettingsError(UsageError, ValueError):
     """A setting is out of range (a usage error, reported in one line)."""
 
 

@@ -11,8 +11,10 @@ import errno
 import os
 from pathlib import Path
 
+from audio.errors import BadAudioError
 
-class AudioFileError(ValueError):
+
+class AudioFileError(BadAudioError, ValueError):
     """A file cannot be used as audio input. The message is one line naming the file."""
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO, TextIO
 
+from audio.errors import AudioAnalysisError, ModelFilesError
 from yt8m.paths import models_dir
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ DEFAULT_GROUPS: tuple[str, ...] = ("vggish",)
 """What ``download`` without arguments fetches."""
 
 
-class DownloadError(RuntimeError):
+class DownloadError(AudioAnalysisError, RuntimeError):
     """A download failed (network, HTTP, or checksum); the message is one line.
 
     ``entry`` and ``url`` say which file failed and from where, so that the command line
@@ -142,7 +143,7 @@ class NetworkError(DownloadError):
         super().__init__(message, entry, url)
 
 
-class MissingModelFilesError(FileNotFoundError):
+class MissingModelFilesError(ModelFilesError, FileNotFoundError):
     """Model files the command needs are absent; the message says how to fetch them."""
 
     def __init__(self, missing: Sequence[Path], group: str | None = None) -> None:

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from audio.errors import BadAudioError
 from audio.input_errors import CorruptAudioError, NotAudioError
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ class WavLayout:
         return f"WAV {self.bits}-bit {kind}"
 
 
-class UnsupportedWavEncoding(Exception):
+class UnsupportedWavEncoding(BadAudioError):
     """A well-formed WAV whose encoding this parser does not decode (libsndfile may)."""
 
 

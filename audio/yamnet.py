@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from audio.errors import ModelFilesError
 from yt8m.paths import models_dir
 
 logger = logging.getLogger(__name__)
@@ -77,11 +78,11 @@ class YamnetParams:
 YAMNET = YamnetParams()
 
 
-class YamnetError(ValueError):
+class YamnetError(ModelFilesError, ValueError):
     """The YAMNet model or class map is not what this module expects."""
 
 
-class YamnetFilesMissingError(FileNotFoundError):
+class YamnetFilesMissingError(ModelFilesError, FileNotFoundError):
     """The YAMNet ``.tflite`` or its class map is not where it was looked for."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from vggish import mel_features
+from vggish.errors import BadAudioError
 from vggish.params import PARAMS, VGGishParams
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ _MAX_CHANNELS = 64
 """More channels than this (and than frames) means a transposed array, not real audio."""
 
 
-class WavFormatError(ValueError):
+class WavFormatError(BadAudioError, ValueError):
     """The file is not a readable WAV file with signed 16-bit PCM samples."""
 
 

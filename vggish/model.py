@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from vggish.errors import ModelFilesError
 from vggish.params import PARAMS, VGGishParams
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -112,7 +113,7 @@ LEGACY_FC2_RELU_LAYER = "legacy_fc2_relu"
 """Name of the extra ReLU layer added by ``legacy_fc2_relu=True`` (2017 behaviour)."""
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFilesError, ValueError):
     """The file is not a VGGish checkpoint, or lacks / mis-shapes some of its variables."""
 
 

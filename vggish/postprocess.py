@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
+from vggish.errors import ModelFilesError
 from vggish.params import PARAMS, VGGishParams
 
 PCA_EIGEN_VECTORS_NAME = "pca_eigen_vectors"
 PCA_MEANS_NAME = "pca_means"
 
 
-class PCAParamsError(ValueError):
+class PCAParamsError(ModelFilesError, ValueError):
     """The PCA parameter file is missing, unreadable or has the wrong keys or shapes."""
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from audio.errors import UsageError
 from audio.sinks.devicehive import DeviceHiveSettings
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ SECRET_FIELDS = ("refresh_token", "access_token", "password")
 MAX_CONFIG_BYTES = 64 * 1024
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """The configuration file cannot be read or written (message names the file)."""
 
 

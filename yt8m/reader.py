@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vggish.errors import AudioAnalysisError
 from vggish.params import PARAMS
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ NUM_CLASSES = 527
 MAX_FRAMES = 300
 
 
-class ReaderError(ValueError):
+class ReaderError(AudioAnalysisError, ValueError):
     """Base class of the reader's errors."""
 
 

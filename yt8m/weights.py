@@ -23,12 +23,14 @@ from typing import Any
 
 import numpy as np
 
+from vggish.errors import ModelFilesError
+
 WEIGHTS_DTYPES = ("float32", "float16", "int8")
 SCALE_ATTR = "int8_scale"
 INT8_MAX = 127
 
 
-class WeightsFileError(ValueError):
+class WeightsFileError(ModelFilesError, ValueError):
     """A weights file cannot be converted (unknown storage type, inconsistent scales)."""
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 from pathlib import Path
 
+from audio.errors import UsageError
 from audio.events import Event
 from audio.io import write_wav
 
@@ -15,7 +16,7 @@ from audio.io import write_wav
 logger = logging.getLogger("audio.sinks")
 
 
-class SaveDirectoryError(ValueError):
+class SaveDirectoryError(UsageError, ValueError):
     """The directory given to save recordings in does not exist or is not a directory."""
 
 

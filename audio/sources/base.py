@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from audio.errors import AudioAnalysisError, UsageError
+
 TARGET_RATE = 16000
 """Every source yields 16 kHz mono float32 windows."""
 
 
-class SourceError(RuntimeError):
+class SourceError(AudioAnalysisError, RuntimeError):
     """A source cannot start or cannot go on (device missing, no readable files)."""
 
 
-class DeviceNotFoundError(SourceError):
+class DeviceNotFoundError(SourceError, UsageError):
     """``--device`` names no input device, or several."""
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from audio.errors import UsageError
+
 DEFAULT_NOTIFICATION_NAME = "audio_analysis"
 DEFAULT_QUEUE_SIZE = 1000
 SCHEMES = ("ws", "wss", "http", "https")
 
 
-class DeviceHiveConfigError(ValueError):
+class DeviceHiveConfigError(UsageError, ValueError):
     """The DeviceHive settings cannot work (bad URL, no device id, no credentials)."""
 
 
