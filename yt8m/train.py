@@ -74,9 +74,6 @@ __all__ = [
     "train",
 ]
 
-logger = logging.getLogger("yt8m.train")
-
-
 def str2bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
