@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from vggish.errors import AudioAnalysisError
 from yt8m.model_hparams import (
     AttentionHParams,
     DbofHParams,
@@ -86,7 +87,7 @@ SHORT_NAMES: MappingProxyType[str, str] = MappingProxyType(
     {alias: s.name for s in _SPECS for alias in s.aliases})
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(AudioAnalysisError, ValueError):
     """A model name that is not in the registry."""
 
 

@@ -10,5 +10,5 @@
 """
 
 
-class TrainError(RuntimeError):
+class TrainError(AudioAnalysisError, RuntimeError):
     """A training run cannot start (bad flags, incompatible checkpoint, no data)."""
