@@ -9,6 +9,8 @@
 * ``run``: setup, fit and provenance, in that order.
 """
 
+from vggish.errors import AudioAnalysisError
+
 
 class TrainError(AudioAnalysisError, RuntimeError):
     """A training run cannot start (bad flags, incompatible checkpoint, no data)."""
