@@ -232,3 +232,22 @@ def test_export_cli_bundle_errors(tmp_path: Path, project_root: Path) -> None:
                              cwd=project_root, env=env, timeout=300)
     assert missing.returncode == 2
     assert "no-bundle" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_audio_export_cli_bundle_errors(tmp_path: Path, project_root: Path) -> None:
+    """The application command exports bundles; vggish.export points to it for --model."""
+    env = {**os.environ, "AUDIO_ANALYSIS_MODELS_DIR": str(tmp_path)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                              cwd=project_root, env=env, timeout=300)
+
+    alone = cli("audio.export", "--skip_vggish")
+    assert alone.returncode == 2 and "--skip_vggish needs --model" in alone.stderr
+    missing = cli("audio.export", "--skip_vggish", "--model", str(tmp_path / "no-bundle"))
+    assert missing.returncode == 2
+    assert "no-bundle" in missing.stderr and "classifier bundle not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    redirected = cli("vggish.export", "--model", "x")
+    assert redirected.returncode == 2
+    assert "python -m audio.export --model x" in redirected.stderr
