@@ -12,7 +12,7 @@ setup-test:
 
 demo: setup
 	$(PY) -m audio.models download
-	$(PY) -m vggish.export
+	$(PY) -m audio.export
 	$(PY) parse_file.py examples/speech.wav
 
 test: setup-test
@@ -47,7 +47,7 @@ DBOF_FLAGS = $(YT8M_SEED_FLAGS) --model=DbofModel --dbof_cluster_size=2048 --ite
 ATTENTION_FLAGS = --num_epochs=100 --batch_size=256 --model=AttentionModel \
 	--base_learning_rate=0.001 --early_stopping_patience=6 --swa_start_epoch=10
 YT8M_EXPORT = $(PY) -m yt8m.export --force --eval_data_pattern='$(AUDIOSET)/eval/*.tfrecord'
-SHIPPED_BUNDLE = $(shell $(PY) -c 'from yt8m.inference import DEFAULT_BUNDLE; print(DEFAULT_BUNDLE)')
+SHIPPED_BUNDLE = $(shell $(PY) -c 'from yt8m.bundle import DEFAULT_BUNDLE; print(DEFAULT_BUNDLE)')
 # The shipped ensemble: attention seeds 1-4 and DBoF seeds 1-2, each refit for the epoch
 # count its own validation run chose (DBoF seed 1's runs are `dbof` and `dbof_refit`).
 ATTENTION_SEEDS = 1 2 3 4

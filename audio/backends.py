@@ -22,7 +22,7 @@ LiteRT) must be imported inside ``load()``, never at module import.
 
 The VGGish backend reproduces the original application exactly in the 8-bit space the
 classifier was trained in: log-mel examples → VGGish → PCA, clip and 8-bit quantisation
-(``vggish.postprocess``) → classifier bundle (``yt8m.inference``), which dequantises
+(``vggish.postprocess``) → classifier bundle (``yt8m.bundle``), which dequantises
 inside per its input contract. Its per-frame features are the uint8 embeddings, one per
 0.96 s, and ``max_frames`` is the bundle's (300 frames = 288 s).
 
@@ -107,19 +107,12 @@ class VGGishBackend:
         require_files([checkpoint, pca])
         # The classifier bundle is checked before the slow VGGish build, so that a wrong
         # --model fails in a fraction of a second.
-        from yt8m.inference import BundleError, resolve_bundle_path
+        from yt8m.bundle import BundleError, load_classifier, locate_bundle
 
-        bundle_path = resolve_bundle_path(self._model_name)
-        from yt8m.inference import CONFIG_FILE, BundleNotFoundError
-
-        if not (bundle_path / CONFIG_FILE).is_file():
-            raise BundleNotFoundError(
-                f"classifier bundle not found: {bundle_path} (give --model NAME_OR_PATH or "
-                f"set AUDIO_ANALYSIS_MODEL; the project ships its default bundle in models/)")
+        bundle_path = locate_bundle(self._model_name)
         postprocessor = Postprocessor(pca)
         # TensorFlow-free when possible: a custom numpy head or a TFLite export of the
-        # bundle, and a TFLite export of this very checkpoint (``python -m vggish.export``).
-        from audio.heads import load_classifier
+        # bundle, and a TFLite export of this very checkpoint (``python -m audio.export``).
         from vggish.export import load_embedder
 
         bundle = load_classifier(bundle_path)
@@ -201,13 +194,12 @@ def model_file_errors() -> tuple[type[BaseException], ...]:
 
     Imported lazily: the modules that define them are light, but only needed on failure.
     """
-    from audio.heads import HeadError
     from audio.models import MissingModelFilesError
     from audio.yamnet import YamnetError, YamnetFilesMissingError
     from vggish.export import ExportError
     from vggish.model import CheckpointError
     from vggish.postprocess import PCAParamsError
-    from yt8m.inference import BundleError, BundleNotFoundError
+    from yt8m.bundle import BundleError, BundleNotFoundError, HeadError
 
     return (MissingModelFilesError, CheckpointError, PCAParamsError, BundleError,
             BundleNotFoundError, YamnetError, YamnetFilesMissingError, HeadError, ExportError)

@@ -126,7 +126,7 @@ class Settings:
         values["model"] = model
         if "threshold" not in values and model:
             # A detector trained by audio.train_custom carries its tuned threshold.
-            from audio.heads import bundle_threshold
+            from yt8m.bundle import bundle_threshold
 
             tuned = bundle_threshold(model)
             if tuned is not None:

@@ -12,7 +12,7 @@ over), is checked against the registry's size and sha256, and only then renamed 
 place atomically. A corrupted download is deleted, never left where the loaders would
 find it. Files already present with the right checksum are skipped.
 
-Paths: ``--dir`` or ``$AUDIO_ANALYSIS_MODELS_DIR`` (see :func:`yt8m.paths.models_dir`);
+Paths: ``--dir`` or ``$AUDIO_ANALYSIS_MODELS_DIR`` (see :func:`vggish.files.models_dir`);
 ``--base-url`` or ``$AUDIO_ANALYSIS_DOWNLOAD_BASE_URL`` replaces the URL's directory
 (mirrors, tests). The application finds the files with :func:`resolve_vggish_checkpoint`
 and :func:`resolve_pca_params`, and reports absent ones with :func:`require_files`.
@@ -37,12 +37,12 @@ from types import MappingProxyType
 from typing import BinaryIO, TextIO
 
 from audio.errors import AudioAnalysisError, ModelFilesError
-from yt8m.paths import models_dir
+from vggish.files import VGGISH_CHECKPOINT_FILE, resolve_file
+from vggish.files import resolve_vggish_checkpoint as resolve_vggish_checkpoint  # re-exported
 
 log = logging.getLogger(__name__)
 
 BASE_URL_ENV = "AUDIO_ANALYSIS_DOWNLOAD_BASE_URL"
-VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
 PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
 DOWNLOAD_COMMAND = "python -m audio.models download"
 
@@ -68,7 +68,7 @@ class ModelFile:
 
 VGGISH_CHECKPOINT = ModelFile(
     name="VGGish checkpoint",
-    filename="vggish_model.ckpt",
+    filename=VGGISH_CHECKPOINT_FILE,
     url="https://storage.googleapis.com/audioset/vggish_model.ckpt",
     sha256="0962b1914e3e053922d957c45bc84a78c985765641dc6bceeeb3a7d8dfecfdf6",
     size=291_108_469,
@@ -159,24 +159,11 @@ class MissingModelFilesError(ModelFilesError, FileNotFoundError):
 
 
 # --- Path resolution used by the application -----------------------------------------
-
-def _resolve(override: str | os.PathLike[str] | None, env: str, filename: str) -> Path:
-    if override:
-        return Path(override).expanduser()
-    value = os.environ.get(env)
-    if value:
-        return Path(value).expanduser()
-    return models_dir() / filename
-
-
-def resolve_vggish_checkpoint(override: str | os.PathLike[str] | None = None) -> Path:
-    """Flag > ``$AUDIO_ANALYSIS_VGGISH_CHECKPOINT`` > ``models_dir()/vggish_model.ckpt``."""
-    return _resolve(override, VGGISH_CHECKPOINT_ENV, VGGISH_CHECKPOINT.filename)
-
+# resolve_vggish_checkpoint is vggish.files' (``python -m vggish.export`` needs it alone).
 
 def resolve_pca_params(override: str | os.PathLike[str] | None = None) -> Path:
     """Flag > ``$AUDIO_ANALYSIS_PCA_PARAMS`` > ``models_dir()/vggish_pca_params.npz``."""
-    return _resolve(override, PCA_PARAMS_ENV, VGGISH_PCA_PARAMS.filename)
+    return resolve_file(override, PCA_PARAMS_ENV, VGGISH_PCA_PARAMS.filename)
 
 
 def require_files(paths: Iterable[str | os.PathLike[str]], group: str | None = None) -> None:

@@ -29,14 +29,13 @@ The result is a bundle directory ``models/<name>/`` (``config.json``, ``labels.c
 ``head.npz``, ``metrics.json``) that ``--model NAME`` accepts in ``parse_file.py``,
 ``capture.py`` and ``daemon.py`` (with ``--backend yamnet`` for YAMNet heads). Inference
 with it needs no TensorFlow (YAMNet always; VGGish once exported with
-``python -m vggish.export``).
+``python -m audio.export``).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import logging
 import sys
 import time
@@ -343,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bundle_dir(name: str | None, embedding: str, target: str | None) -> Path:
-    from yt8m.inference import resolve_bundle_path
+    from yt8m.bundle import resolve_bundle_path
 
     default = f"custom-{embedding}" + (f"-{target}" if target else "")
     return resolve_bundle_path(name or default)
@@ -351,7 +350,7 @@ def _bundle_dir(name: str | None, embedding: str, target: str | None) -> Path:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate, export; returns the metrics written to ``metrics.json``."""
-    from audio.heads import save_head
+    from yt8m.bundle import BundleWriter, save_head
 
     if not (0 < args.test_fraction < 1 and 0 < args.val_fraction < 1):
         raise TrainDataError("--test_fraction and --val_fraction must be in (0, 1)")
@@ -431,7 +430,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                      "training": {"data_dir": str(args.data_dir.resolve()),
                                   "negative": str(args.negative.resolve()) if args.negative
                                   else None, "files": len(clips)}})
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    BundleWriter(out).metrics(metrics)
     backend = " --backend yamnet" if args.embedding == "yamnet" else ""
     print(f"bundle written to {out}; use it with: parse_file.py{backend} --model {out} FILE")
     return metrics
@@ -441,10 +440,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    from audio.heads import HeadError
     from audio.io import AudioFileError
     from audio.models import MissingModelFilesError
     from audio.yamnet import YamnetError, YamnetFilesMissingError
+    from yt8m.bundle import HeadError
 
     try:
         run(args)

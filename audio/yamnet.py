@@ -348,7 +348,7 @@ class YamnetBackend:
         path = resolve_yamnet_model(self._override)
         head = self._head_ref
         if isinstance(head, (str, os.PathLike)):
-            from audio.heads import load_head
+            from yt8m.bundle import load_head
 
             head = load_head(head)
             if head.embedding != "yamnet":

@@ -11,7 +11,7 @@ runs so the slow export happens once):
    in the official format (said in the output; timing does not depend on weight values,
    agreement figures do — random weights are a weak check of int8 quantisation);
    the shipped classifier bundle (``models/audioset-logistic-v1``, trained weights);
-2. ``python -m vggish.export`` equivalents: VGGish float32 + int8, the bundle's TFLite;
+2. ``python -m audio.export`` equivalents: VGGish float32 + int8, the bundle's TFLite;
 3. embedding throughput: real-time factor of float32 and int8 exports, batched (64), and
    of Keras for reference; the TFLite interpreters use LiteRT's default thread count;
 4. int8 vs float32 on the shared real clips (and synthetic log-mel): cosine per example,
@@ -88,7 +88,7 @@ def prepare(workdir: Path) -> tuple[Path, str]:
         t = time.perf_counter()
         export_vggish(ckpt, models / "exported")
         print(f"export VGGish float32 + int8: {time.perf_counter() - t:.1f} s", flush=True)
-    from audio.heads import export_bundle, find_bundle_export
+    from yt8m.bundle import export_bundle, find_bundle_export
 
     if find_bundle_export(models / BUNDLE) is None:
         t = time.perf_counter()
@@ -122,12 +122,12 @@ def throughput(models: Path, n_examples: int, skip_keras: bool) -> dict[str, flo
 
 
 def agreement(models: Path) -> dict[str, float] | None:
-    from audio.heads import load_classifier
     from audio.io import read_audio
     from tests.conftest import shared_root
     from vggish.export import TFLiteVGGish, tflite_name
     from vggish.input import waveform_to_examples
     from vggish.postprocess import Postprocessor
+    from yt8m.bundle import load_classifier
 
     folders = [shared_root() / "audio" / "urbansound_samples", shared_root() / "audio" / "misc"]
     clips = [p for f in folders if f.is_dir() for p in sorted(f.glob("*.wav"))]

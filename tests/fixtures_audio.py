@@ -195,7 +195,7 @@ def app_model_env(vggish_checkpoint: Path, pca_params_file: Path) -> dict[str, s
     a missing bundle is a real failure, not a skip.
     """
     from audio.config import PCA_PARAMS_ENV, VGGISH_CHECKPOINT_ENV
-    from yt8m.inference import CONFIG_FILE, resolve_bundle_path
+    from yt8m.bundle import CONFIG_FILE, resolve_bundle_path
 
     bundle = resolve_bundle_path(None)
     if not (bundle / CONFIG_FILE).is_file():

@@ -61,7 +61,7 @@ def random_model_args(directory: Path) -> list[str]:
 @pytest.fixture(scope="session")
 def classifier_bundle() -> Path:
     """The shipped classifier bundle (committed under models/)."""
-    from yt8m.inference import resolve_bundle_path
+    from yt8m.bundle import resolve_bundle_path
 
     shipped = resolve_bundle_path(None)
     if not (shipped / "config.json").is_file():

@@ -52,8 +52,8 @@ def write_random_bundle(path: Path, num_classes: int = EDGE_NUM_CLASSES, seed: i
 def edge_models_dir(tmp_path_factory: pytest.TempPathFactory, vggish_checkpoint: Path,
                     pca_params_file: Path) -> Path:
     """models/ with checkpoint, PCA, a 527-class bundle, and their TFLite exports."""
-    from audio.heads import export_bundle
     from vggish.export import export_vggish
+    from yt8m.bundle import export_bundle
 
     models = tmp_path_factory.mktemp("edge_models")
     checkpoint = models / "vggish_model.ckpt"

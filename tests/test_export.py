@@ -125,10 +125,10 @@ def test_int8_close_to_float32_on_real_audio(edge_models_dir: Path, rng, monkeyp
     so single-frame rankings are near-ties that int8 noise reorders (~93% per frame,
     printed below); with trained weights the gaps are far larger.
     """
-    from audio.heads import load_classifier
     from audio.io import read_audio
     from vggish.input import waveform_to_examples
     from vggish.postprocess import Postprocessor
+    from yt8m.bundle import load_classifier
 
     clips = sorted(require_shared("audio", "urbansound_samples").glob("*.wav"))
     clips += sorted(require_shared("audio", "misc").glob("*.wav"))
@@ -162,8 +162,8 @@ def test_int8_close_to_float32_on_real_audio(edge_models_dir: Path, rng, monkeyp
 
 @pytest.mark.slow
 def test_bundle_export_equals_bundle(edge_models_dir: Path, rng, monkeypatch) -> None:
-    from audio.heads import TFLiteBundle, load_classifier
-    from yt8m.inference import load_bundle
+    from yt8m.bundle import TFLiteBundle, load_classifier
+    from yt8m.bundle import load_keras_bundle as load_bundle
 
     monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(edge_models_dir))
     lite = load_classifier(EDGE_BUNDLE)
@@ -232,3 +232,22 @@ def test_export_cli_bundle_errors(tmp_path: Path, project_root: Path) -> None:
                              cwd=project_root, env=env, timeout=300)
     assert missing.returncode == 2
     assert "no-bundle" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_audio_export_cli_bundle_errors(tmp_path: Path, project_root: Path) -> None:
+    """The application command exports bundles; vggish.export points to it for --model."""
+    env = {**os.environ, "AUDIO_ANALYSIS_MODELS_DIR": str(tmp_path)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                              cwd=project_root, env=env, timeout=300)
+
+    alone = cli("audio.export", "--skip_vggish")
+    assert alone.returncode == 2 and "--skip_vggish needs --model" in alone.stderr
+    missing = cli("audio.export", "--skip_vggish", "--model", str(tmp_path / "no-bundle"))
+    assert missing.returncode == 2
+    assert "no-bundle" in missing.stderr and "classifier bundle not found" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    redirected = cli("vggish.export", "--model", "x")
+    assert redirected.returncode == 2
+    assert "python -m audio.export --model x" in redirected.stderr

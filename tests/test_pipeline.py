@@ -34,7 +34,7 @@ def test_scores_follow_the_8bit_path_of_the_training_data(wav_processor, app_set
     from vggish.input import waveform_to_examples
     from vggish.model import embed, load_vggish
     from vggish.postprocess import Postprocessor
-    from yt8m.inference import load_bundle
+    from yt8m.bundle import load_keras_bundle as load_bundle
 
     audio = _noise(rng, 4.0)
     result = wav_processor.analyze(audio, RATE)

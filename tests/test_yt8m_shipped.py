@@ -1,7 +1,7 @@
 """The shipped classifier bundle: complete, small, and its published metrics hold.
 
 The last test evaluates the bundle on the real AudioSet eval split (``../shared``; CI
-requires it) through ``load_bundle``/``predict`` and compares with the figures the bundle
+requires it) through ``load_keras_bundle``/``predict`` and compares with the figures the bundle
 publishes in ``metrics.json`` — recomputed here, never copied.
 """
 
@@ -12,10 +12,10 @@ import json
 
 import pytest
 
-from yt8m import inference
+from yt8m import bundle as bundles
 from yt8m.paths import PROJECT_ROOT
 
-SHIPPED = PROJECT_ROOT / "models" / inference.DEFAULT_BUNDLE
+SHIPPED = PROJECT_ROOT / "models" / bundles.DEFAULT_BUNDLE
 TOLERANCE = 0.005
 
 
@@ -24,12 +24,12 @@ def test_default_bundle_is_committed_complete_and_small():
     names = {p.name for p in SHIPPED.iterdir()}
     assert {"config.json", "labels.csv", "provenance.json", "metrics.json"} <= names
     config = json.loads((SHIPPED / "config.json").read_text())
-    assert config["name"] == inference.DEFAULT_BUNDLE
+    assert config["name"] == bundles.DEFAULT_BUNDLE
     assert config["input"]["dequantize"] is True
     assert {"max_frames", "feature_size"} <= set(config["input"])
     for i, member in enumerate(config["members"]):
         assert member["weights"] in names
-        assert isinstance(inference.member_l2_normalize(config, i), bool)
+        assert isinstance(bundles.member_l2_normalize(config, i), bool)
     assert sum(p.stat().st_size for p in SHIPPED.iterdir()) < 20e6
     prov = json.loads((SHIPPED / "provenance.json").read_text())
     assert prov["export_command"] and prov["git"]["commit"]
@@ -55,7 +55,7 @@ def test_shipped_bundle_metrics_on_eval_split(shared_dir):
 
     pattern = str(shared_dir / "data" / "audioset_v1_embeddings" / "eval" / "*.tfrecord")
     published = json.loads((SHIPPED / "metrics.json").read_text())
-    measured = evaluate_predictor(inference.load_bundle(), pattern, cache_dir=None)
+    measured = evaluate_predictor(bundles.load_keras_bundle(), pattern, cache_dir=None)
     assert measured["num_clips"] == published["num_clips"]
     for key in ("hit_at_one", "perr", "gap", "map", "auc", "d_prime"):
         assert measured[key] == pytest.approx(published[key], abs=TOLERANCE), key

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from tests.fixtures_yt8m import NUM_CLASSES
+from yt8m import bundle as bundles
 from yt8m import eval as yt8m_eval
-from yt8m import export, inference, train
+from yt8m import export, train
 
 
 def _seed_flags(data, train_dir, model="LstmModel", epochs=2, extra=()):
@@ -120,7 +121,7 @@ def test_export_load_round_trip_identical_scores(exported, yt8m_data, yt8m_train
     files = {p.name for p in exported.iterdir()}
     assert files == {"config.json", "member_0.weights.h5", "labels.csv", "provenance.json",
                      "metrics.json"}
-    bundle = inference.load_bundle(exported)
+    bundle = bundles.load_keras_bundle(exported)
     assert bundle.name == "tiny-bundle" and bundle.num_classes == NUM_CLASSES
     assert bundle.labels[1] == "Class 1, test" and bundle.label_ids[1] == "/m/test1"
     assert bundle.config["format_version"] == export.FORMAT_VERSION
@@ -227,7 +228,7 @@ def test_mixed_contract_float16_ensemble(exported, yt8m_data, yt8m_train_dir, tm
     from yt8m.weights import stored_dtypes
 
     assert stored_dtypes(dest / "member_1.weights.h5") == {np.dtype("float16")}
-    bundle = inference.load_bundle(dest)
+    bundle = bundles.load_keras_bundle(dest)
     assert [m["l2_normalize"] for m in bundle.config["members"]] == [False, True]
     clips = load_clips(str(yt8m_data["eval"]))
     scores = bundle.predict(clips.frames, clips.num_frames)
@@ -242,12 +243,12 @@ def test_mixed_contract_float16_ensemble(exported, yt8m_data, yt8m_train_dir, tm
     config["format_version"] = 1
     config["input"]["l2_normalize"] = config["members"][0].pop("l2_normalize")
     (old / "config.json").write_text(json.dumps(config))
-    np.testing.assert_array_equal(inference.load_bundle(old).predict(clips.frames[:4]),
-                                  inference.load_bundle(exported).predict(clips.frames[:4]))
+    np.testing.assert_array_equal(bundles.load_keras_bundle(old).predict(clips.frames[:4]),
+                                  bundles.load_keras_bundle(exported).predict(clips.frames[:4]))
     del config["input"]["l2_normalize"]
     (old / "config.json").write_text(json.dumps(config))
-    with pytest.raises(inference.BundleError, match="l2_normalize"):
-        inference.load_bundle(old)
+    with pytest.raises(bundles.BundleError, match="l2_normalize"):
+        bundles.load_keras_bundle(old)
 
 
 @pytest.mark.slow
@@ -266,22 +267,22 @@ def test_int8_bundle_loads_and_scores_like_float32(exported, yt8m_data, yt8m_tra
     assert np.dtype("int8") in stored_dtypes(dest / "member_0.weights.h5")
     assert ((dest / "member_0.weights.h5").stat().st_size
             < 0.5 * (exported / "member_0.weights.h5").stat().st_size)
-    bundle = inference.load_bundle(dest)
+    bundle = bundles.load_keras_bundle(dest)
     assert bundle.config["members"][0]["weights_dtype"] == "int8"
     clips = load_clips(str(yt8m_data["eval"]))
     got = bundle.predict(clips.frames, clips.num_frames)
-    want = inference.load_bundle(exported).predict(clips.frames, clips.num_frames)
+    want = bundles.load_keras_bundle(exported).predict(clips.frames, clips.num_frames)
     np.testing.assert_allclose(got, want, atol=2e-2)
     assert not np.array_equal(got, want)  # the weights really were quantised
     config = bundle.config
     config["members"][0]["weights_dtype"] = "int4"
     (dest / "config.json").write_text(json.dumps(config))
-    with pytest.raises(inference.BundleError, match="int4"):
-        inference.load_bundle(dest)
+    with pytest.raises(bundles.BundleError, match="int4"):
+        bundles.load_keras_bundle(dest)
 
 
 def test_predict_any_batch_and_length_without_retracing(exported, rng):
-    bundle = inference.load_bundle(exported)
+    bundle = bundles.load_keras_bundle(exported)
     x = rng.integers(0, 256, size=(4, 12, 128), dtype=np.uint8)
     one = bundle.predict(x[:1], [12])
     assert one.shape == (1, NUM_CLASSES)
@@ -301,23 +302,23 @@ def test_predict_any_batch_and_length_without_retracing(exported, rng):
 
 
 def test_load_bundle_resolution_and_errors(exported, tmp_path, monkeypatch):
-    with pytest.raises(inference.BundleNotFoundError, match="no-such-bundle") as info:
-        inference.load_bundle("no-such-bundle", models_dir=tmp_path)
+    with pytest.raises(bundles.BundleNotFoundError, match="no-such-bundle") as info:
+        bundles.load_keras_bundle("no-such-bundle", models_dir=tmp_path)
     assert isinstance(info.value, FileNotFoundError)
-    assert inference.resolve_bundle_path("abc", tmp_path) == tmp_path / "abc"
-    assert inference.resolve_bundle_path(str(exported)) == exported
+    assert bundles.resolve_bundle_path("abc", tmp_path) == tmp_path / "abc"
+    assert bundles.resolve_bundle_path(str(exported)) == exported
     monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(exported.parent))
-    assert inference.resolve_bundle_path("tiny-bundle") == exported
+    assert bundles.resolve_bundle_path("tiny-bundle") == exported
     monkeypatch.setenv("AUDIO_ANALYSIS_MODEL", "tiny-bundle")
-    assert inference.resolve_bundle_path() == exported
-    assert inference.load_bundle().name == "tiny-bundle"
+    assert bundles.resolve_bundle_path() == exported
+    assert bundles.load_keras_bundle().name == "tiny-bundle"
     monkeypatch.delenv("AUDIO_ANALYSIS_MODEL")
-    assert inference.resolve_bundle_path().name == inference.DEFAULT_BUNDLE
+    assert bundles.resolve_bundle_path().name == bundles.DEFAULT_BUNDLE
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "config.json").write_text((exported / "config.json").read_text())
-    with pytest.raises(inference.BundleError, match="incomplete"):
-        inference.load_bundle(broken)
+    with pytest.raises(bundles.BundleError, match="incomplete"):
+        bundles.load_keras_bundle(broken)
 
 
 def test_export_refuses_existing_and_unfinished(exported, yt8m_data, tmp_path, capsys):
@@ -330,7 +331,7 @@ def test_export_refuses_existing_and_unfinished(exported, yt8m_data, tmp_path, c
 
 
 def test_inference_import_is_cheap_and_help_is_instant():
-    code = "import sys, yt8m.inference; sys.exit('tensorflow' in sys.modules)"
+    code = "import sys, yt8m.bundle; sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
     for module in ("yt8m.train", "yt8m.eval", "yt8m.export"):
         proc = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,

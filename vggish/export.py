@@ -18,8 +18,10 @@ TensorFlow-free start), so a replaced checkpoint is never silently shadowed by a
 export. :class:`TFLiteVGGish` runs an export through LiteRT: importing this module does
 not import TensorFlow (it is imported only inside the conversion functions).
 
-This module knows nothing of ``audio/`` or ``yt8m/``; the classifier bundle's own export is
-done by ``audio.heads.export_bundle`` (called from this command with ``--model``).
+This module knows nothing of ``audio/`` or ``yt8m/``: its command finds the checkpoint
+with ``vggish.files`` (the same resolution as the entry scripts), and exporting a
+classifier bundle too is the application's ``python -m audio.export --model NAME``, which
+runs :func:`main` with its own checkpoint resolution and ``yt8m.bundle.export_bundle``.
 """
 
 from __future__ import annotations
@@ -31,14 +33,14 @@ import json
 import logging
 import os
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vggish.files import atomic_write, models_dir, resolve_vggish_checkpoint, sha256_file
 from vggish.params import PARAMS, VGGishParams
 
 log = logging.getLogger(__name__)
@@ -63,14 +65,6 @@ def tflite_name(variant: str) -> str:
     return f"vggish_{variant}.tflite"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _source_record(checkpoint: Path, with_hash: bool) -> dict[str, Any]:
     st = checkpoint.stat()
     record: dict[str, Any] = {
@@ -86,27 +80,20 @@ def _source_record(checkpoint: Path, with_hash: bool) -> dict[str, Any]:
 # --- Conversion (TensorFlow, imported lazily) -----------------------------------------
 
 
-def convert_keras_model(model: Any, input_shape: Sequence[int], quantize: bool) -> bytes:
-    """TFLite flatbuffer of a Keras model with a resizable leading (batch) dimension.
+def convert_function(function: Any, quantize: bool = False) -> bytes:
+    """TFLite flatbuffer of a ``tf.function`` with an input signature, weights frozen in.
 
-    Converted from a concrete function with a ``None`` batch so that LiteRT can resize the
-    input to any batch. ``quantize=True`` applies dynamic-range quantisation
-    (``Optimize.DEFAULT`` with no representative dataset).
+    Freezing matters: the converter would otherwise keep Keras 3's resource variables as
+    variables (a 16 kB file whose weights are read at run time). ``quantize=True`` applies
+    dynamic-range quantisation (``Optimize.DEFAULT`` with no representative dataset).
+    The classifier bundle's export (``yt8m.bundle``) converts its scoring function here.
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2,
     )
 
-    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="input")
-
-    @tf.function(input_signature=[spec])
-    def serve(x: tf.Tensor) -> tf.Tensor:
-        return model(x, training=False)
-
-    # Freeze the weights into the graph: the converter would otherwise keep Keras 3's
-    # resource variables as variables (a 16 kB file whose weights are read at run time).
-    frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
+    frozen = convert_variables_to_constants_v2(function.get_concrete_function())
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
     if quantize:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -117,19 +104,21 @@ def convert_keras_model(model: Any, input_shape: Sequence[int], quantize: bool) 
         raise ExportError(f"TFLite conversion failed: {first}") from exc
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; these files are not secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def convert_keras_model(model: Any, input_shape: Sequence[int], quantize: bool) -> bytes:
+    """TFLite flatbuffer of a Keras model with a resizable leading (batch) dimension.
+
+    Converted from a concrete function with a ``None`` batch so that LiteRT can resize the
+    input to any batch.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, *input_shape], tf.float32, name="input")
+
+    @tf.function(input_signature=[spec])
+    def serve(x: tf.Tensor) -> tf.Tensor:
+        return model(x, training=False)
+
+    return convert_function(serve, quantize)
 
 
 def export_vggish(
@@ -159,7 +148,7 @@ def export_vggish(
     for variant in variants:
         data = convert_keras_model(model, shape, quantize=(variant == "int8"))
         path = out / tflite_name(variant)
-        _atomic_write(path, data)
+        atomic_write(path, data)
         written[variant] = path
         files[variant] = {"file": path.name, "size": len(data),
                           "sha256": hashlib.sha256(data).hexdigest()}
@@ -174,7 +163,7 @@ def export_vggish(
         "tensorflow": tf.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_write(sidecar, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write(sidecar, (json.dumps(record, indent=2) + "\n").encode())
     return written
 
 
@@ -182,8 +171,6 @@ def export_vggish(
 
 
 def default_export_dir() -> Path:
-    from yt8m.paths import models_dir
-
     return models_dir() / EXPORT_DIR_NAME
 
 
@@ -350,12 +337,19 @@ def load_embedder(checkpoint: str | os.PathLike[str], batch: int = DEFAULT_BATCH
 
 # --- Command line ---------------------------------------------------------------------
 
+BundleExporter = Callable[[str], Path]
+"""Exports a classifier bundle by name or path to TFLite and returns the file written."""
+APPLICATION_COMMAND = "python -m audio.export"
+"""The application's command that also exports classifier bundles (see :func:`main`)."""
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(prog: str = "python -m vggish.export",
+                 with_bundles: bool = False) -> argparse.ArgumentParser:
+    what = "VGGish (and optionally a classifier bundle)" if with_bundles else "VGGish"
     parser = argparse.ArgumentParser(
-        prog="python -m vggish.export",
-        description="Convert VGGish (and optionally a classifier bundle) to TensorFlow Lite "
-                    "(float32 and dynamic-range int8) so that inference needs no TensorFlow.")
+        prog=prog,
+        description=f"Convert {what} to TensorFlow Lite (float32 and dynamic-range int8) so "
+                    "that inference needs no TensorFlow.")
     parser.add_argument("--vggish_checkpoint", metavar="PATH", default=None,
                         help="checkpoint to convert (default: as the entry scripts resolve it)")
     parser.add_argument("--out", metavar="DIR", type=Path, default=None,
@@ -365,35 +359,54 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--legacy_fc2_relu", action="store_true",
                         help="export the 2017 graph (ReLU on fc2), as the original used")
     parser.add_argument("--model", metavar="NAME_OR_PATH", default=None,
-                        help="also export this classifier bundle's TensorFlow-free form")
+                        help="also export this classifier bundle's TensorFlow-free form"
+                             + ("" if with_bundles else f" (with `{APPLICATION_COMMAND}`)"))
     parser.add_argument("--skip_vggish", action="store_true",
                         help="only export the classifier bundle given with --model")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def existing_checkpoint(flag: str | None) -> Path:
+    """The checkpoint to convert: flag, ``$AUDIO_ANALYSIS_VGGISH_CHECKPOINT``, models dir."""
+    checkpoint = resolve_vggish_checkpoint(flag)
+    if not checkpoint.is_file():
+        raise FileNotFoundError(
+            f"missing model file: {checkpoint} (run `python -m audio.models download` to fetch "
+            f"them, or point the command's flags or environment variables at existing copies)")
+    return checkpoint
+
+
+def _export_and_report(checkpoint: Path, out: Path, args: argparse.Namespace) -> None:
+    written = export_vggish(checkpoint, out, args.variants, legacy_fc2_relu=args.legacy_fc2_relu)
+    for variant, path in written.items():
+        print(f"{variant}: {path} ({path.stat().st_size:,} bytes)")
+    print(f"sidecar: {out / SIDECAR_NAME} (from {checkpoint})")
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m vggish.export",
+         resolve_checkpoint: Callable[[str | None], Path] = existing_checkpoint,
+         export_bundle: BundleExporter | None = None) -> int:
+    """``python -m vggish.export``: VGGish only (``--model`` names the command that can).
+
+    The application's ``python -m audio.export`` runs this with its own checkpoint
+    resolution and a bundle exporter, so one command line serves both and this package
+    stays free of classifier bundles.
+    """
+    args = build_parser(prog, with_bundles=export_bundle is not None).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.skip_vggish and not args.model:
         print("error: --skip_vggish needs --model", file=sys.stderr)
         return 2
+    if args.model and export_bundle is None:
+        print(f"error: {prog} exports VGGish only; for a classifier bundle run "
+              f"`{APPLICATION_COMMAND} --model {args.model}`", file=sys.stderr)
+        return 2
     out = (args.out or default_export_dir()).expanduser()
     try:
         if not args.skip_vggish:
-            from audio.models import require_files, resolve_vggish_checkpoint
-
-            checkpoint = resolve_vggish_checkpoint(args.vggish_checkpoint)
-            require_files([checkpoint])
-            written = export_vggish(checkpoint, out, args.variants,
-                                    legacy_fc2_relu=args.legacy_fc2_relu)
-            for variant, path in written.items():
-                print(f"{variant}: {path} ({path.stat().st_size:,} bytes)")
-            print(f"sidecar: {out / SIDECAR_NAME} (from {checkpoint})")
-        if args.model:
-            from audio.heads import export_bundle
-
-            path = export_bundle(args.model)
-            print(f"classifier bundle: {path}")
+            _export_and_report(resolve_checkpoint(args.vggish_checkpoint), out, args)
+        if args.model and export_bundle is not None:
+            print(f"classifier bundle: {export_bundle(args.model)}")
     except (ExportError, FileNotFoundError, ValueError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def load_train_dir(train_dir: str | os.PathLike[str]):
-    """A :class:`yt8m.inference.Bundle`-like predictor over a training run's best weights."""
-    from yt8m.inference import Bundle, build_members
+    """A :class:`yt8m.bundle.Bundle`-like predictor over a training run's best weights."""
+    from yt8m.bundle import Bundle, build_members
     from yt8m.train import BEST_WEIGHTS, FLAGS_FILE
 
     d = Path(train_dir).expanduser()
@@ -92,14 +92,14 @@ def format_table(result: dict[str, Any], title: str = "") -> str:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from yt8m.inference import BundleError, load_bundle
+    from yt8m.bundle import BundleError, load_keras_bundle
     from yt8m.reader import ReaderError
 
     try:
         from yt8m.train import configure_threads
 
         configure_threads(args.num_threads)
-        predictor = load_train_dir(args.train_dir) if args.train_dir else load_bundle(args.bundle)
+        predictor = load_train_dir(args.train_dir) if args.train_dir else load_keras_bundle(args.bundle)
         result = evaluate_predictor(predictor, args.eval_data_pattern, args.reader_on_error,
                                     args.data_cache_dir, args.top_k)
     except (BundleError, ReaderError, FileNotFoundError, ValueError, OSError) as exc:

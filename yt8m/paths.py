@@ -1,18 +1,18 @@
-"""Where model files live: the one definition shared by ``yt8m`` and ``audio``.
+"""Where the project's files live, for ``yt8m`` and ``audio``.
 
-``$AUDIO_ANALYSIS_MODELS_DIR`` when set, otherwise ``models/`` in the project root,
-anchored on this file, never on the working directory.
+``PROJECT_ROOT`` is anchored on this file, never on the working directory. The models
+directory (``$AUDIO_ANALYSIS_MODELS_DIR``, else ``models/`` in the project root) is
+defined once, in ``vggish.files``, because the bottom layer needs it too (``python -m
+vggish.export`` finds the checkpoint on its own); it is named here for this package's
+modules.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-MODELS_DIR_ENV = "AUDIO_ANALYSIS_MODELS_DIR"
+from vggish.files import MODELS_DIR_ENV, models_dir
+
+__all__ = ["MODELS_DIR_ENV", "PROJECT_ROOT", "models_dir"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def models_dir() -> Path:
-    env = os.environ.get(MODELS_DIR_ENV)
-    return Path(env).expanduser() if env else PROJECT_ROOT / "models"

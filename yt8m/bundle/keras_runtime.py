@@ -1,29 +1,17 @@
-"""Load a classifier bundle and score uint8 AudioSet embeddings with it.
+"""The Keras runtime of a bundle: rebuild its members, score uint8 AudioSet embeddings.
 
-A bundle is a directory ``models/<name>/``::
+Each member is rebuilt from the ``yt8m.models`` registry and loads its
+``member_<i>.weights.h5``, stored as ``members[i]["weights_dtype"]`` says
+(``yt8m.weights``); an ensemble averages its members' scores. :meth:`Bundle.predict`
+applies the input contract (dequantisation, per-frame L2 normalisation per member), so
+callers pass exactly what the VGGish post-processor or the TFRecords give.
 
-    config.json       model name(s) + hyper-parameters + input contract
-    member_<i>.weights.h5   Keras weights of each member (an ensemble averages members),
-                      stored as members[i]["weights_dtype"] says (``yt8m.weights``)
-    labels.csv        index, mid, display_name (from AudioSet's class_labels_indices.csv)
-    provenance.json   how it was trained (command, data, commit, date, wall time, machine)
-    metrics.json      its metrics on the AudioSet eval split
-
-The input contract is explicit in ``config.json``: ``config["input"]`` holds what all
-members share: ``dequantize`` (always true: inputs are the uint8 values stored in the
-TFRecords), ``max_frames`` and ``feature_size``; ``l2_normalize`` (per-frame, YouTube-8M
-style, or not) is given per member (``members[i]["l2_normalize"]``, format 2) or once in
-``config["input"]`` (format 1). :meth:`Bundle.predict` applies it, so callers pass exactly
-what the VGGish post-processor or the TFRecords give.
-
-Importing this module is cheap: TensorFlow is imported inside :func:`load_bundle`.
+Importing this module is cheap: TensorFlow is imported when members are built or run.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -32,74 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from yt8m.paths import models_dir
+from yt8m.bundle.format import (
+    CONFIG_FILE,
+    LABELS_FILE,
+    MODEL_ENV,
+    BundleError,
+    BundleNotFoundError,
+    InputContract,
+    member_l2_normalize,
+    read_config,
+    read_labels,
+    resolve_bundle_path,
+)
 from yt8m.weights import WEIGHTS_DTYPES, dequantize_weights_file
 
-logger = logging.getLogger(__name__)
-
-DEFAULT_BUNDLE = "audioset-ensemble-v3"
-"""The shipped classifier's directory name under ``models_dir()``: the single source."""
-
-MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
-CONFIG_FILE = "config.json"
-LABELS_FILE = "labels.csv"
-PROVENANCE_FILE = "provenance.json"
-METRICS_FILE = "metrics.json"
 PREDICT_CHUNK = 1024
-
-
-class BundleError(ValueError):
-    """A bundle directory exists but is incomplete or inconsistent."""
-
-
-class BundleNotFoundError(FileNotFoundError):
-    """No bundle at the resolved path (the message names it and how to get one)."""
-
-
-def resolve_bundle_path(name_or_path: str | os.PathLike[str] | None = None,
-                        models_dir_: str | os.PathLike[str] | None = None) -> Path:
-    """``None`` → ``$AUDIO_ANALYSIS_MODEL`` or :data:`DEFAULT_BUNDLE`; a bare name →
-    ``models_dir()/name``; anything with a path separator (or existing) → as is."""
-    if name_or_path is None:
-        name_or_path = os.environ.get(MODEL_ENV) or DEFAULT_BUNDLE
-    text = os.fspath(name_or_path)
-    candidate = Path(text).expanduser()
-    is_path = os.sep in text or (os.altsep and os.altsep in text) or text.startswith(".")
-    if is_path or candidate.is_absolute():
-        return candidate
-    base = Path(models_dir_) if models_dir_ is not None else models_dir()
-    return base / text
-
-
-def read_labels(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
-    """(mids, display names) in index order from a class_labels_indices-style CSV."""
-    rows: dict[int, tuple[str, str]] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            rows[int(row["index"])] = (row["mid"], row["display_name"])
-    if sorted(rows) != list(range(len(rows))):
-        raise BundleError(f"{path}: label indices are not 0..{len(rows) - 1}")
-    return [rows[i][0] for i in range(len(rows))], [rows[i][1] for i in range(len(rows))]
-
-
-def write_labels(source_csv: str | os.PathLike[str], dest: str | os.PathLike[str]) -> int:
-    mids, names = read_labels(source_csv)
-    with open(dest, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["index", "mid", "display_name"])
-        for i, (mid, name) in enumerate(zip(mids, names, strict=True)):
-            w.writerow([i, mid, name])
-    return len(mids)
-
-
-def member_l2_normalize(config: dict[str, Any], index: int) -> bool:
-    """Whether member ``index`` expects per-frame L2-normalised frames."""
-    member = config["members"][index]
-    value = member.get("l2_normalize", config["input"].get("l2_normalize"))
-    if value is None:
-        raise BundleError(f"member {index} ({member.get('model')}) has no l2_normalize "
-                          f"in its input contract")
-    return bool(value)
 
 
 def build_members(config: dict[str, Any], weight_files: list[Path]):
@@ -127,24 +62,6 @@ def build_members(config: dict[str, Any], weight_files: list[Path]):
     return members
 
 
-class InputContract:
-    """``max_frames`` and ``feature_size`` read from a bundle config's input contract.
-
-    Shared by every runtime form of a bundle (Keras here, TFLite and numpy heads in
-    ``audio.heads``) so they cannot disagree about the contract.
-    """
-
-    config: dict[str, Any]
-
-    @property
-    def max_frames(self) -> int:
-        return int(self.config["input"]["max_frames"])
-
-    @property
-    def feature_size(self) -> int:
-        return int(self.config["input"]["feature_size"])
-
-
 @dataclass
 class Bundle(InputContract):
     """A loaded classifier. ``predict`` takes uint8 embeddings, returns float32 scores."""
@@ -162,6 +79,7 @@ class Bundle(InputContract):
         return int(self.config["num_classes"])
 
     def _function(self):
+        """The one ``tf.function`` :meth:`predict` runs (``tflite_export`` freezes it too)."""
         if self._fn is None:
             import tensorflow as tf
 
@@ -215,18 +133,11 @@ class Bundle(InputContract):
         return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def load_bundle(name_or_path: str | os.PathLike[str] | None = None,
-                models_dir: str | os.PathLike[str] | None = None) -> Bundle:
-    """Load a bundle by name (under ``models_dir()``), by path, or the default."""
-    path = resolve_bundle_path(name_or_path, models_dir)
+def _checked_config(path: Path) -> tuple[dict[str, Any], list[Path]]:
+    """The config and member weight files of a Keras bundle, every file checked present."""
     config_path = path / CONFIG_FILE
-    if not config_path.is_file():
-        raise BundleNotFoundError(
-            f"classifier bundle not found: {config_path} (train and export one with "
-            f"`python -m yt8m.train` and `python -m yt8m.export`, see docs/results.md, or "
-            f"set ${MODEL_ENV} to a bundle name or path)")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config = read_config(path)
         weight_files = [path / m["weights"] for m in config["members"]]
         config["input"]["feature_size"]
         for i in range(len(config["members"])):
@@ -238,6 +149,20 @@ def load_bundle(name_or_path: str | os.PathLike[str] | None = None,
         missing.append(str(path / LABELS_FILE))
     if missing:
         raise BundleError(f"bundle {path} is incomplete: missing {', '.join(missing)}")
+    return config, weight_files
+
+
+def load_keras_bundle(name_or_path: str | os.PathLike[str] | None = None,
+                      models_dir: str | os.PathLike[str] | None = None) -> Bundle:
+    """Load a bundle with TensorFlow: by name (under ``models_dir()``), path, or default."""
+    path = resolve_bundle_path(name_or_path, models_dir)
+    config_path = path / CONFIG_FILE
+    if not config_path.is_file():
+        raise BundleNotFoundError(
+            f"classifier bundle not found: {config_path} (train and export one with "
+            f"`python -m yt8m.train` and `python -m yt8m.export`, see docs/results.md, or "
+            f"set ${MODEL_ENV} to a bundle name or path)")
+    config, weight_files = _checked_config(path)
     label_ids, labels = read_labels(path / LABELS_FILE)
     if len(labels) != int(config["num_classes"]):
         raise BundleError(f"{path / LABELS_FILE}: {len(labels)} labels for "

@@ -1,0 +1,73 @@
+"""Where the model files live by default, and writing files so no reader sees half of one.
+
+The bottom layer holds these because ``python -m vggish.export`` must find the VGGish
+checkpoint and its exports on its own, and this package imports nothing of ``yt8m`` or
+``audio``; those build on this one definition (``yt8m.paths``, ``audio.models``) rather
+than repeat it.
+
+The models directory is ``$AUDIO_ANALYSIS_MODELS_DIR`` when set, otherwise ``models/`` in
+the project root, anchored on this file, never on the working directory. A file in it is
+found as the entry scripts find it: the command's flag, else its environment variable,
+else its default name in the models directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+MODELS_DIR_ENV = "AUDIO_ANALYSIS_MODELS_DIR"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
+VGGISH_CHECKPOINT_FILE = "vggish_model.ckpt"
+
+
+def models_dir() -> Path:
+    env = os.environ.get(MODELS_DIR_ENV)
+    return Path(env).expanduser() if env else PROJECT_ROOT / "models"
+
+
+def resolve_file(override: str | os.PathLike[str] | None, env: str, filename: str) -> Path:
+    """Flag > ``$env`` > ``models_dir()/filename``."""
+    if override:
+        return Path(override).expanduser()
+    value = os.environ.get(env)
+    if value:
+        return Path(value).expanduser()
+    return models_dir() / filename
+
+
+def resolve_vggish_checkpoint(override: str | os.PathLike[str] | None = None) -> Path:
+    """Flag > ``$AUDIO_ANALYSIS_VGGISH_CHECKPOINT`` > ``models_dir()/vggish_model.ckpt``."""
+    return resolve_file(override, VGGISH_CHECKPOINT_ENV, VGGISH_CHECKPOINT_FILE)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file renamed over it.
+
+    A reader (another process loading a model, a sidecar check) sees the old file or the
+    new one, never a truncated one. Parent folders are created; the mode is what a plain
+    ``open(path, "wb")`` would give.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; these files are not secret
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,154 @@
+"""The classifier bundle on disk: file names, where bundles are found, the input contract.
+
+A bundle is a directory ``models/<name>/``::
+
+    config.json       what runs it, its hyper-parameters and its input contract
+    labels.csv        index, mid, display_name (AudioSet's class_labels_indices.csv form)
+    member_<i>.weights.h5   Keras bundles: weights of each ensemble member
+    head.npz          numpy heads (``"format": "numpy-head"``): standardisation + layers
+    provenance.json   how it was trained (command, data, commit, date, machine)
+    metrics.json      its metrics (AudioSet eval split, or a custom head's held-out files)
+
+The input contract is explicit in ``config.json``: ``config["input"]`` holds what every
+member shares (``dequantize``, ``max_frames``, ``feature_size``); per-frame L2
+normalisation is given per member (``members[i]["l2_normalize"]``, format 2) or once in
+``config["input"]`` (format 1). This module reads and checks that form; it imports
+nothing heavy, so the entry scripts can consult a bundle while parsing their flags.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vggish.files import atomic_write
+from yt8m.paths import models_dir
+
+DEFAULT_BUNDLE = "audioset-ensemble-v3"
+"""The shipped classifier's directory name under ``models_dir()``: the single source."""
+
+MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
+CONFIG_FILE = "config.json"
+LABELS_FILE = "labels.csv"
+PROVENANCE_FILE = "provenance.json"
+METRICS_FILE = "metrics.json"
+HEAD_FORMAT = "numpy-head"
+HEAD_WEIGHTS = "head.npz"
+FORMAT_VERSION = 2
+"""Keras bundles. 1: one ``input`` contract for all members. 2: ``l2_normalize`` moved
+into each member (:func:`member_l2_normalize` reads both)."""
+LABEL_COLUMNS = ("index", "mid", "display_name")
+
+
+class BundleError(ValueError):
+    """A bundle directory exists but is incomplete or inconsistent."""
+
+
+class BundleNotFoundError(FileNotFoundError):
+    """No bundle at the resolved path (the message names it and how to get one)."""
+
+
+class HeadError(BundleError):
+    """A custom numpy head bundle is incomplete or inconsistent (one-line message)."""
+
+
+def resolve_bundle_path(name_or_path: str | os.PathLike[str] | None = None,
+                        models_dir_: str | os.PathLike[str] | None = None) -> Path:
+    """``None`` → ``$AUDIO_ANALYSIS_MODEL`` or :data:`DEFAULT_BUNDLE`; a bare name →
+    ``models_dir()/name``; anything with a path separator (or existing) → as is."""
+    if name_or_path is None:
+        name_or_path = os.environ.get(MODEL_ENV) or DEFAULT_BUNDLE
+    text = os.fspath(name_or_path)
+    candidate = Path(text).expanduser()
+    is_path = os.sep in text or (os.altsep and os.altsep in text) or text.startswith(".")
+    if is_path or candidate.is_absolute():
+        return candidate
+    base = Path(models_dir_) if models_dir_ is not None else models_dir()
+    return base / text
+
+
+def locate_bundle(name_or_path: str | os.PathLike[str] | None) -> Path:
+    """The bundle directory named, checked to hold a ``config.json``.
+
+    Cheap, so that an application can fail on a wrong ``--model`` in a fraction of a
+    second, before it builds any model.
+    """
+    path = resolve_bundle_path(name_or_path)
+    if not (path / CONFIG_FILE).is_file():
+        raise BundleNotFoundError(
+            f"classifier bundle not found: {path} (give --model NAME_OR_PATH or "
+            f"set {MODEL_ENV}; the project ships its default bundle in models/)")
+    return path
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    """A bundle's ``config.json`` (``OSError`` / ``ValueError`` when unreadable)."""
+    return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
+
+
+def read_labels(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
+    """(mids, display names) in index order from a class_labels_indices-style CSV."""
+    rows: dict[int, tuple[str, str]] = {}
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                rows[int(row["index"])] = (row["mid"], row["display_name"])
+    except (OSError, KeyError, ValueError) as exc:
+        raise BundleError(f"{path}: unreadable labels ({exc})") from None
+    if sorted(rows) != list(range(len(rows))):
+        raise BundleError(f"{path}: label indices are not 0..{len(rows) - 1}")
+    return [rows[i][0] for i in range(len(rows))], [rows[i][1] for i in range(len(rows))]
+
+
+def write_labels(path: str | os.PathLike[str], mids: Sequence[str],
+                 names: Sequence[str]) -> int:
+    """Write ``labels.csv`` (``index,mid,display_name``); returns the number of labels."""
+    text = io.StringIO()
+    w = csv.writer(text)
+    w.writerow(LABEL_COLUMNS)
+    for i, (mid, name) in enumerate(zip(mids, names, strict=True)):
+        w.writerow([i, mid, name])
+    atomic_write(Path(path), text.getvalue().encode("utf-8"))
+    return len(mids)
+
+
+def member_l2_normalize(config: dict[str, Any], index: int) -> bool:
+    """Whether member ``index`` expects per-frame L2-normalised frames."""
+    member = config["members"][index]
+    value = member.get("l2_normalize", config["input"].get("l2_normalize"))
+    if value is None:
+        raise BundleError(f"member {index} ({member.get('model')}) has no l2_normalize "
+                          f"in its input contract")
+    return bool(value)
+
+
+def fingerprint(path: Path) -> dict[str, str]:
+    """sha256 of every file of a bundle (bundles are small: a few MB at most)."""
+    out = {}
+    for f in sorted(p for p in path.iterdir() if p.is_file()):
+        out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return out
+
+
+class InputContract:
+    """``max_frames`` and ``feature_size`` read from a bundle config's input contract.
+
+    Shared by every runtime form of a bundle (Keras, LiteRT, numpy head) so they cannot
+    disagree about the contract.
+    """
+
+    config: dict[str, Any]
+
+    @property
+    def max_frames(self) -> int:
+        return int(self.config["input"]["max_frames"])
+
+    @property
+    def feature_size(self) -> int:
+        return int(self.config["input"]["feature_size"])
