@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from audio.errors import AudioAnalysisError
 from vggish.params import PARAMS
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class BackendNotLoadedError(RuntimeError):
+class BackendNotLoadedError(AudioAnalysisError, RuntimeError):
     """A backend method that needs the models was called before ``load()``."""
 
 

@@ -46,13 +46,15 @@ from typing import Any
 
 import numpy as np
 
+from audio.errors import UsageError
+
 logger = logging.getLogger(__name__)
 
 AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff")
 VGGISH_MAX_FRAMES = 300
 
 
-class TrainDataError(ValueError):
+class TrainDataError(UsageError, ValueError):
     """The data folder cannot be used for training (one-line message)."""
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from vggish.errors import ModelFilesError
 from vggish.files import atomic_write, models_dir, resolve_vggish_checkpoint, sha256_file
 from vggish.params import PARAMS, VGGishParams
 
@@ -55,7 +56,7 @@ DEFAULT_BATCH = 64
 """Examples per interpreter call: large enough that per-call overhead vanishes."""
 
 
-class ExportError(RuntimeError):
+class ExportError(ModelFilesError, RuntimeError):
     """Conversion failed or an exported file is unusable; the message is one line."""
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from audio.errors import UsageError
 from web.app import STATIC_TYPES, WebApp
 from web.security import SECURITY_HEADERS, host_allowed, same_origin
 
@@ -29,7 +30,7 @@ MAX_LIMIT = 1000
 MAX_STREAMS = 32
 
 
-class _BadRequest(Exception):
+class _BadRequest(UsageError):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
         self.status = status

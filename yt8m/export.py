@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vggish.errors import AudioAnalysisError
 from yt8m.bundle.format import FORMAT_VERSION
 from yt8m.weights import WEIGHTS_DTYPES
 
@@ -38,7 +39,7 @@ SHARED_INPUT_KEYS = ("dequantize", "feature_name", "feature_size", "max_frames")
 LABELS_CSV_NAME = "class_labels_indices.csv"
 
 
-class ExportError(RuntimeError):
+class ExportError(AudioAnalysisError, RuntimeError):
     """The runs cannot be exported (missing files, mismatching contracts, too big)."""
 
 

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vggish.errors import ModelFilesError
 from vggish.files import atomic_write
 from yt8m.paths import models_dir
 
@@ -46,11 +47,11 @@ into each member (:func:`member_l2_normalize` reads both)."""
 LABEL_COLUMNS = ("index", "mid", "display_name")
 
 
-class BundleError(ValueError):
+class BundleError(ModelFilesError, ValueError):
     """A bundle directory exists but is incomplete or inconsistent."""
 
 
-class BundleNotFoundError(FileNotFoundError):
+class BundleNotFoundError(ModelFilesError, FileNotFoundError):
     """No bundle at the resolved path (the message names it and how to get one)."""
 
 

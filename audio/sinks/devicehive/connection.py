@@ -19,6 +19,7 @@ import threading
 import time
 from typing import Any
 
+from audio.errors import AudioAnalysisError
 from audio.sinks.devicehive.notification import OutgoingNotification, parse_ms
 from audio.sinks.devicehive.settings import DeviceHiveSettings
 
@@ -26,15 +27,15 @@ from audio.sinks.devicehive.settings import DeviceHiveSettings
 logging.getLogger("devicehive").setLevel(logging.INFO)
 
 
-class Ambiguous(Exception):
+class Ambiguous(AudioAnalysisError):
     """The request may or may not have reached the server; the connection is unusable."""
 
 
-class Rejected(Exception):
+class Rejected(AudioAnalysisError):
     """The server answered with a definite refusal of this one notification."""
 
 
-class ConnectionDead(Exception):
+class ConnectionDead(AudioAnalysisError):
     """The connection is unusable (auth failure, server error); nothing is ambiguous."""
 
 
