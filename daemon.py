@@ -257,8 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
          state: dict[str, Any], store: Any, sink: Any) -> int:
+    from audio.downloads import MissingModelFilesError
     from audio.loop import ProcessingLoop
-    from audio.models import MissingModelFilesError
     from audio.pipeline import WavProcessor
     from audio.sources import FileStreamSource, MicrophoneSource, SourceError
 

@@ -17,7 +17,7 @@ does two things:
 Attributes: ``name``, ``sample_rate`` (16000), ``frame_hop`` and ``frame_seconds`` (s),
 ``max_frames`` (longest window ``score_windows`` accepts), ``labels`` (display names, in
 score order). ``load()`` loads the model files (idempotent, may raise
-``audio.models.MissingModelFilesError``); ``close()`` frees them. Model code (TensorFlow,
+``audio.downloads.MissingModelFilesError``); ``close()`` frees them. Model code (TensorFlow,
 LiteRT) must be imported inside ``load()``, never at module import.
 
 The VGGish backend reproduces the original application exactly in the 8-bit space the
@@ -100,7 +100,7 @@ class VGGishBackend:
     def load(self) -> None:
         if self._bundle is not None:
             return
-        from audio.models import require_files, resolve_pca_params, resolve_vggish_checkpoint
+        from audio.downloads import require_files, resolve_pca_params, resolve_vggish_checkpoint
         from vggish.postprocess import Postprocessor
 
         checkpoint = resolve_vggish_checkpoint(self._checkpoint_override)
@@ -195,7 +195,7 @@ def model_file_errors() -> tuple[type[BaseException], ...]:
 
     Imported lazily: the modules that define them are light, but only needed on failure.
     """
-    from audio.models import MissingModelFilesError
+    from audio.downloads import MissingModelFilesError
     from audio.yamnet import YamnetError, YamnetFilesMissingError
     from vggish.export import ExportError
     from vggish.model import CheckpointError

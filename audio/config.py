@@ -67,7 +67,7 @@ class SettingsError(UsageError, ValueError):
 class Settings:
     """Everything the pipeline, the loop and the scripts need to know.
 
-    Model paths left as None are resolved by ``audio.models`` (their default location
+    Model paths left as None are resolved by ``audio.downloads`` (their default location
     in the models directory); ``model`` None means the shipped default bundle.
     """
 

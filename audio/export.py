@@ -8,7 +8,7 @@ The flags are ``python -m vggish.export``'s (``--vggish_checkpoint``, ``--out``,
 ``--variants``, ``--legacy_fc2_relu``, ``--model``, ``--skip_vggish``). VGGish is converted
 by ``vggish.export`` and the bundle by ``yt8m.bundle.export_bundle``; this command is where
 the two meet, because only the application layer may know both. The checkpoint is found as
-the entry scripts find it (``audio.models``), a missing one reported with how to fetch it.
+the entry scripts find it (``audio.downloads``), a missing one reported with how to fetch it.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def _checkpoint(flag: str | None) -> Path:
-    from audio.models import require_files, resolve_vggish_checkpoint
+    from audio.downloads import require_files, resolve_vggish_checkpoint
 
     checkpoint = resolve_vggish_checkpoint(flag)
     require_files([checkpoint])

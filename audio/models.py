@@ -1,385 +1,171 @@
-"""Model files: where they live, and ``python -m audio.models download`` to fetch them.
+"""The command line of the model files: ``python -m audio.models download|list``.
 
-The registry lists every downloadable file with its official URL, size and sha256.
-Files are grouped: ``vggish`` (Google's checkpoint and PCA parameters) is what
-``download`` with no arguments fetches. To add a group, define its :class:`ModelFile`
-entries and add a key to :data:`GROUPS` (and to :data:`DEFAULT_GROUPS` if a plain
-``download`` should fetch it).
-
-A download streams into ``<file>.part`` (resumed with an HTTP Range request when a
-previous attempt was interrupted; a server that ignores Range is handled by starting
-over), is checked against the registry's size and sha256, and only then renamed into
-place atomically. A corrupted download is deleted, never left where the loaders would
-find it. Files already present with the right checksum are skipped.
-
-Paths: ``--dir`` or ``$AUDIO_ANALYSIS_MODELS_DIR`` (see :func:`vggish.files.models_dir`);
-``--base-url`` or ``$AUDIO_ANALYSIS_DOWNLOAD_BASE_URL`` replaces the URL's directory
-(mirrors, tests). The application finds the files with :func:`resolve_vggish_checkpoint`
-and :func:`resolve_pca_params`, and reports absent ones with :func:`require_files`.
-
-Only the standard library is used (urllib), so this module is cheap to import.
+The registry, path resolution and the checksum-verified downloader are
+``audio.downloads``; this module only reads the command line and reports. A failed
+download ends with one ``error:`` line, and, when the network was the problem, the ways
+out (retry, a mirror, copying the files in) in at most four more.
 """
 
 from __future__ import annotations
 
-import hashlib
-import http.client
-import logging
+import argparse
 import os
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
-from types import MappingProxyType
-from typing import BinaryIO, TextIO
 
-from audio.errors import AudioAnalysisError, ModelFilesError
-from vggish.files import VGGISH_CHECKPOINT_FILE, resolve_file
-from vggish.files import resolve_vggish_checkpoint as resolve_vggish_checkpoint  # re-exported
-
-log = logging.getLogger(__name__)
-
-BASE_URL_ENV = "AUDIO_ANALYSIS_DOWNLOAD_BASE_URL"
-PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
-DOWNLOAD_COMMAND = "python -m audio.models download"
-
-CHUNK_SIZE = 1 << 20
-DEFAULT_TIMEOUT_S = 30.0
-PART_SUFFIX = ".part"
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One downloadable file: registry name, file name on disk, official URL, checksum."""
-
-    name: str
-    filename: str
-    url: str
-    sha256: str
-    size: int
-
-    def url_for(self, base_url: str | None = None) -> str:
-        """The official URL, or ``<base_url>/<filename>`` for a mirror."""
-        return f"{base_url.rstrip('/')}/{self.filename}" if base_url else self.url
-
-
-VGGISH_CHECKPOINT = ModelFile(
-    name="VGGish checkpoint",
-    filename=VGGISH_CHECKPOINT_FILE,
-    url="https://storage.googleapis.com/audioset/vggish_model.ckpt",
-    sha256="0962b1914e3e053922d957c45bc84a78c985765641dc6bceeeb3a7d8dfecfdf6",
-    size=291_108_469,
+from audio.downloads import (
+    BASE_URL_ENV,
+    DEFAULT_GROUPS,
+    DEFAULT_TIMEOUT_S,
+    DOWNLOAD_COMMAND,
+    GROUPS,
+    DownloadError,
+    ModelFile,
+    NetworkError,
+    download,
+    is_verified,
+    one_line,
 )
-
-VGGISH_PCA_PARAMS = ModelFile(
-    name="VGGish PCA parameters",
-    filename="vggish_pca_params.npz",
-    url="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
-    sha256="4d878af3e306defbfb37095365aa7e5a6cecb86bad13e859e626151c4e6a8b9d",
-    size=73_020,
-)
-
-# YAMNet for --backend yamnet: the TFLite model Google publishes for MediaPipe's audio
-# classifier (fixed 15,600-sample input, 521 scores; label list embedded as metadata, which
-# LiteRT ignores), and the class map CSV from tensorflow/models. The shared test copy is the
-# same graph with the metadata stripped (4,078,224 bytes); both load the same way.
-YAMNET_TFLITE = ModelFile(
-    name="YAMNet TFLite model",
-    filename="yamnet.tflite",
-    url="https://storage.googleapis.com/mediapipe-models/audio_classifier/yamnet/float32/1/"
-        "yamnet.tflite",
-    sha256="4d8b4a53282dc83ef04e3e7dbc4fbc98082e34e44ed798e16c3a0cdd4c584faf",
-    size=4_126_810,
-)
-
-YAMNET_CLASS_MAP = ModelFile(
-    name="YAMNet class map",
-    filename="yamnet_class_map.csv",
-    url="https://raw.githubusercontent.com/tensorflow/models/master/research/audioset/yamnet/"
-        "yamnet_class_map.csv",
-    sha256="cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2",
-    size=14_096,
-)
-
-GROUPS: Mapping[str, tuple[ModelFile, ...]] = MappingProxyType({
-    "vggish": (VGGISH_CHECKPOINT, VGGISH_PCA_PARAMS),
-    "yamnet": (YAMNET_TFLITE, YAMNET_CLASS_MAP),
-})
-"""Named sets of files for ``download <group>``."""
-
-DEFAULT_GROUPS: tuple[str, ...] = ("vggish",)
-"""What ``download`` without arguments fetches."""
+from yt8m.paths import models_dir
 
 
-class DownloadError(AudioAnalysisError, RuntimeError):
-    """A download failed (network, HTTP, or checksum); the message is one line.
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m audio.models",
+        description="Manage the model files (Google's VGGish checkpoint and PCA parameters).")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    fetch = commands.add_parser(
+        "download", help="download and verify model files",
+        description="Download model files, verify their sha256, and place them atomically. "
+                    "Interrupted downloads resume; verified files are skipped.")
+    fetch.add_argument("groups", nargs="*", metavar="GROUP",
+                       help=f"file groups to fetch: {', '.join(GROUPS)} "
+                            f"(default: {', '.join(DEFAULT_GROUPS)})")
+    fetch.add_argument("--dir", type=Path, default=None,
+                       help="destination directory (default: $AUDIO_ANALYSIS_MODELS_DIR "
+                            "or the project's models/)")
+    fetch.add_argument("--base-url", default=None,
+                       help=f"fetch <BASE_URL>/<file> instead of the official URLs "
+                            f"(default: ${BASE_URL_ENV} if set)")
+    fetch.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S,
+                       help="network timeout in seconds (default %(default)s)")
+    bar = fetch.add_mutually_exclusive_group()
+    bar.add_argument("--progress", dest="progress", action="store_true", default=None,
+                     help="always show a progress bar (default: only on a terminal)")
+    bar.add_argument("--no-progress", dest="progress", action="store_false")
+    listing = commands.add_parser("list", help="list the registry and what is present")
+    listing.add_argument("--dir", type=Path, default=None,
+                         help="directory to look in (default as for download)")
+    return parser
 
-    ``entry`` and ``url`` say which file failed and from where, so that the command line
-    can tell the user what to do about that file; both are None for failures that are
-    about no single file (an unknown group).
+
+def _selected(groups: Sequence[str]) -> list[ModelFile]:
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise DownloadError(f"unknown group {', '.join(unknown)!s} "
+                            f"(choose from {', '.join(GROUPS)})")
+    entries: list[ModelFile] = []
+    for group in groups or DEFAULT_GROUPS:
+        entries.extend(e for e in GROUPS[group] if e not in entries)
+    return entries
+
+
+def _size_text(size: int) -> str:
+    """Sizes the way the README writes them (291 MB, 73 kB), to recognise the files."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} bytes"
+
+
+def still_missing(selected: Sequence[ModelFile], failed: ModelFile,
+                  directory: Path) -> list[ModelFile]:
+    """The file that failed and the selected ones after it not yet verified in ``directory``.
+
+    The ones before it were verified by :func:`download` already, so only these are left
+    to fetch, mirror or copy in; naming the others would send the user after files they have.
     """
-
-    def __init__(self, message: str, entry: ModelFile | None = None,
-                 url: str | None = None) -> None:
-        super().__init__(message)
-        self.entry = entry
-        self.url = url
+    after = selected[selected.index(failed) + 1:] if failed in selected else []
+    return [failed, *(e for e in after if not is_verified(directory / e.filename, e))]
 
 
-class NetworkError(DownloadError):
-    """The file could not be fetched: unreachable or unresolvable host, timeout, lost
-    connection, or an HTTP error status.
+def ways_out(missing: Sequence[ModelFile], directory: Path, base_url: str | None,
+             yamnet_hint: bool) -> list[str]:
+    """The lines that follow a network failure's ``error:`` line (at most four).
 
-    Separate from a checksum mismatch because the registry's file is presumably fine here,
-    so the ways out differ: retrying later, a mirror, or copying the files in by hand.
+    Offline, the bare error left users stuck although three remedies exist; they are
+    spelled out where the user is, with the actual directory, names and full sha256s
+    (so that a copy can be checked with ``sha256sum`` or by running the command again,
+    which verifies files already present without touching the network).
     """
-
-    entry: ModelFile
-
-    def __init__(self, message: str, entry: ModelFile, url: str) -> None:
-        super().__init__(message, entry, url)
-
-
-class MissingModelFilesError(ModelFilesError, FileNotFoundError):
-    """Model files the command needs are absent; the message says how to fetch them."""
-
-    def __init__(self, missing: Sequence[Path], group: str | None = None) -> None:
-        self.missing = tuple(missing)
-        command = f"{DOWNLOAD_COMMAND} {group}" if group else DOWNLOAD_COMMAND
-        names = ", ".join(str(p) for p in self.missing)
-        super().__init__(f"missing model file{'s' if len(self.missing) > 1 else ''}: {names} "
-                         f"(run `{command}` to fetch them, or point the command's flags or "
-                         f"environment variables at existing copies)")
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-# --- Path resolution used by the application -----------------------------------------
-# resolve_vggish_checkpoint is vggish.files' (``python -m vggish.export`` needs it alone).
-
-def resolve_pca_params(override: str | os.PathLike[str] | None = None) -> Path:
-    """Flag > ``$AUDIO_ANALYSIS_PCA_PARAMS`` > ``models_dir()/vggish_pca_params.npz``."""
-    return resolve_file(override, PCA_PARAMS_ENV, VGGISH_PCA_PARAMS.filename)
+    mirror = "<mirror URL>"
+    fetched = " and ".join(f"{mirror}/{e.filename}" for e in missing)
+    if base_url:
+        mirror_line = (f"  - or fix the mirror: {BASE_URL_ENV} or --base-url (now {base_url}) "
+                       f"must serve {fetched}")
+    else:
+        mirror_line = f"  - or set {BASE_URL_ENV}={mirror} (or --base-url) to fetch {fetched}"
+    files = ", ".join(f"{e.filename} ({_size_text(e.size)}, sha256 {e.sha256})"
+                      for e in missing)
+    lines = [
+        "  - retry when the network is back: run the same command again "
+        "(an interrupted download resumes)",
+        mirror_line,
+        f"  - or copy the files into {directory}/ (running the command again then verifies "
+        f"them offline): {files}",
+    ]
+    if yamnet_hint:
+        size = _size_text(sum(e.size for e in GROUPS["yamnet"]))
+        lines.append(f"  - or, if --backend yamnet will do, fetch only its {size}: "
+                     f"`{DOWNLOAD_COMMAND} yamnet`")
+    return lines
 
 
-def require_files(paths: Iterable[str | os.PathLike[str]], group: str | None = None) -> None:
-    """Raise :class:`MissingModelFilesError` naming every path that isn't a file.
-
-    ``group`` (e.g. ``"yamnet"``) makes the message name ``download <group>``; without it
-    the message names plain ``download`` (the VGGish files).
-    """
-    missing = [Path(p) for p in paths if not Path(p).is_file()]
-    if missing:
-        raise MissingModelFilesError(missing, group)
+def _list(directory: Path) -> int:
+    for group, entries in GROUPS.items():
+        for entry in entries:
+            path = directory / entry.filename
+            state = "present" if path.is_file() else "absent"
+            print(f"{group:8} {entry.filename:28} {entry.size:>12,} bytes  {state}  {entry.url}")
+    return 0
 
 
-# --- Downloading ----------------------------------------------------------------------
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for chunk in iter(lambda: stream.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def is_verified(path: Path, entry: ModelFile) -> bool:
-    """True when ``path`` is a file with the registry's size and sha256."""
-    return (path.is_file() and path.stat().st_size == entry.size
-            and sha256_of(path) == entry.sha256)
-
-
-class ProgressBar:
-    """A hand-written one-line progress bar, redrawn in place with carriage returns."""
-
-    WIDTH = 30
-
-    def __init__(self, label: str, total: int, stream: TextIO) -> None:
-        self._label = label
-        self._total = max(total, 1)
-        self._stream = stream
-        self._start = time.monotonic()
-        self._start_bytes: int | None = None
-        self._last_draw = 0.0
-
-    def update(self, done: int, force: bool = False) -> None:
-        now = time.monotonic()
-        if self._start_bytes is None:
-            self._start_bytes = done
-        if not force and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        fraction = min(done / self._total, 1.0)
-        filled = int(fraction * self.WIDTH)
-        elapsed = max(now - self._start, 1e-6)
-        rate = (done - self._start_bytes) / elapsed / 1e6
-        self._stream.write(
-            f"\r{self._label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-            f"{fraction * 100:5.1f}% {done / 1e6:7.1f}/{self._total / 1e6:.1f} MB "
-            f"{rate:6.1f} MB/s")
-        self._stream.flush()
-
-    def close(self, done: int) -> None:
-        self.update(done, force=True)
-        self._stream.write("\n")
-        self._stream.flush()
-
-
-def one_line(reason: object) -> str:
-    text = str(reason).strip().replace("\n", " ")
-    return text or type(reason).__name__
-
-
-def _open(url: str, offset: int, timeout: float):
-    request = urllib.request.Request(url, headers={"User-Agent": "audio-analysis"})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    return urllib.request.urlopen(request, timeout=timeout)
-
-
-def _copy(response: BinaryIO, stream: BinaryIO, done: int, limit: int,
-          on_progress: Callable[[int], None] | None) -> int:
-    """Append the body to ``stream``; stop (and report) past ``limit`` bytes."""
-    while True:
-        chunk = response.read(CHUNK_SIZE)
-        if not chunk:
-            return done
-        done += len(chunk)
-        if done > limit:
-            raise DownloadError(f"server sent more than the expected {limit} bytes")
-        stream.write(chunk)
-        if on_progress:
-            on_progress(done)
-
-
-def _transfer(entry: ModelFile, url: str, part: Path, offset: int, timeout: float,
-              on_progress: Callable[[int], None] | None) -> int:
-    """Stream ``url`` into ``part`` from byte ``offset``; return the bytes ``part`` holds.
-
-    Network trouble propagates as urllib/http.client/socket exceptions, for
-    :func:`download_file` to turn into a :class:`NetworkError` (keeping ``part`` to
-    resume); a response that can't be the right file raises :class:`DownloadError`.
-    """
+def _download(args: argparse.Namespace, directory: Path) -> int:
+    """Run ``download``; every failure is an ``error:`` line on stderr and exit status 1,
+    followed by the ways out when the network was the problem."""
+    base_url = args.base_url or os.environ.get(BASE_URL_ENV) or None
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    selected: list[ModelFile] = []
     try:
-        response = _open(url, offset, timeout)
-    except urllib.error.HTTPError as exc:
-        if exc.code != 416 or not offset:
-            raise
-        # Range not satisfiable: the partial file is stale; start over.
-        part.unlink()
-        offset = 0
-        response = _open(url, 0, timeout)
-    with response:
-        status = response.status
-        if offset and status == 200:
-            log.info("%s: server ignored the Range request; starting over", url)
-            offset = 0
-        elif offset and status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
-                raise DownloadError(f"{url}: unexpected Content-Range {content_range!r} "
-                                    f"for a resume from byte {offset}", entry, url)
-            log.info("%s: resuming at byte %d", url, offset)
-        with part.open("ab" if offset else "wb") as stream:
-            done = _copy(response, stream, offset, entry.size, on_progress)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # http.client returns a short body silently when the server hangs up early;
-        # that is an interruption (keep the .part to resume), not a wrong file.
-        length = response.headers.get("Content-Length")
-        if length is not None and done - offset < int(length):
-            raise http.client.IncompleteRead(b"", int(length) - (done - offset))
-    return done
-
-
-def _network_error(exc: Exception, entry: ModelFile, url: str, part: Path) -> NetworkError:
-    """The one-line :class:`NetworkError` for an exception of the transfer."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return NetworkError(f"{url}: HTTP {exc.code} {one_line(exc.reason)}", entry, url)
-    if isinstance(exc, urllib.error.URLError):
-        return NetworkError(f"cannot reach {url}: {one_line(exc.reason)}", entry, url)
-    kept = part.stat().st_size if part.is_file() else 0
-    return NetworkError(f"{url}: connection lost after {kept} of {entry.size} bytes "
-                        f"({one_line(exc)}); run the command again to resume", entry, url)
-
-
-def download_file(entry: ModelFile, directory: Path, base_url: str | None = None,
-                  progress: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
-                  progress_stream: TextIO | None = None) -> tuple[Path, bool]:
-    """Fetch one file into ``directory``; return (path, whether it was downloaded).
-
-    Skips a file already present with the right checksum. Raises
-    :class:`DownloadError` with a one-line message on any failure; an interrupted
-    transfer keeps its ``.part`` for the next attempt to resume, a checksum mismatch
-    deletes it.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    final = directory / entry.filename
-    part = directory / (entry.filename + PART_SUFFIX)
-    if final.exists():
-        if is_verified(final, entry):
-            log.info("%s already present and verified", final)
-            return final, False
-        log.warning("%s exists but doesn't match its checksum; downloading it again", final)
-
-    url = entry.url_for(base_url)
-    offset = part.stat().st_size if part.is_file() else 0
-    if offset > entry.size:
-        part.unlink()
-        offset = 0
-
-    bar = (ProgressBar(entry.filename, entry.size, progress_stream or sys.stderr)
-           if progress else None)
-    done = offset
-    try:
-        if offset < entry.size:
-            done = _transfer(entry, url, part, offset, timeout, bar.update if bar else None)
-    except (urllib.error.URLError, TimeoutError, ConnectionError,
-            http.client.HTTPException) as exc:
-        raise _network_error(exc, entry, url, part) from None
-    except DownloadError:
-        part.unlink(missing_ok=True)
-        raise
-    finally:
-        if bar:
-            bar.close(done)
-
-    # The transfer completed: a wrong size or digest means the server's file is wrong
-    # (not an interruption), so the bytes are useless; never leave them to be resumed.
-    size = part.stat().st_size
-    digest = sha256_of(part)
-    if size != entry.size or digest != entry.sha256:
-        part.unlink()
-        raise DownloadError(f"{url}: {size} bytes with sha256 {digest}, expected {entry.size} "
-                            f"bytes with sha256 {entry.sha256}; the corrupted download was "
-                            f"deleted", entry, url)
-    os.replace(part, final)
-    log.info("downloaded %s (%d bytes, sha256 verified)", final, size)
-    return final, True
-
-
-def download(entries: Iterable[ModelFile], directory: Path, base_url: str | None = None,
-             progress: bool = False, timeout: float = DEFAULT_TIMEOUT_S,
-             report: Callable[[str], None] | None = None) -> list[Path]:
-    """Fetch every entry into ``directory`` (see :func:`download_file`)."""
-    paths = []
-    for entry in entries:
-        path, fetched = download_file(entry, directory, base_url, progress, timeout)
-        if report:
-            report(f"{path}: {'downloaded, sha256 verified' if fetched else 'already present, verified'}")
-        paths.append(path)
-    return paths
+        selected = _selected(args.groups)
+        download(selected, directory, base_url, progress, args.timeout, report=print)
+    except NetworkError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        missing = still_missing(selected, exc.entry, directory)
+        yamnet_hint = not set(selected) & set(GROUPS["yamnet"])
+        for line in ways_out(missing, directory, base_url, yamnet_hint):
+            print(line, file=sys.stderr)
+        return 1
+    except DownloadError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, permissions, ...
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; run the command again to resume", file=sys.stderr)
+        return 130
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m audio.models download|list`` (the command line is ``audio.models_cli``)."""
-    from audio.models_cli import main as cli_main
-
-    return cli_main(argv)
+    args = build_parser().parse_args(argv)
+    directory = (args.dir or models_dir()).expanduser()
+    if args.command == "list":
+        return _list(directory)
+    return _download(args, directory)
 
 
 if __name__ == "__main__":

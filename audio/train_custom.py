@@ -138,7 +138,7 @@ class Embedder:
                  pca_params: str | None = None, yamnet_model: str | None = None) -> None:
         self.kind = kind
         if kind == "vggish":
-            from audio.models import require_files, resolve_pca_params, resolve_vggish_checkpoint
+            from audio.downloads import require_files, resolve_pca_params, resolve_vggish_checkpoint
             from vggish.export import load_embedder
             from vggish.postprocess import Postprocessor
 
@@ -442,8 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from audio.downloads import MissingModelFilesError
     from audio.io import AudioFileError
-    from audio.models import MissingModelFilesError
     from audio.yamnet import YamnetError, YamnetFilesMissingError
     from yt8m.bundle import HeadError
 

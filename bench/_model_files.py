@@ -11,7 +11,7 @@ RANDOM_NOTE = ("RANDOM-WEIGHT checkpoint in the official format (Google's is not
 
 
 def is_official_checkpoint(path: Path) -> bool:
-    from audio.models import VGGISH_CHECKPOINT
+    from audio.downloads import VGGISH_CHECKPOINT
 
     return path.resolve().stat().st_size == VGGISH_CHECKPOINT.size
 
@@ -30,7 +30,7 @@ def write_random_vggish_files(checkpoint: Path, pca: Path) -> None:
 
 def model_files(workdir: Path) -> tuple[Path, Path, str]:
     """(checkpoint, PCA file, a note saying which) — downloaded files, else random ones."""
-    from audio.models import resolve_pca_params, resolve_vggish_checkpoint
+    from audio.downloads import resolve_pca_params, resolve_vggish_checkpoint
 
     checkpoint, pca = resolve_vggish_checkpoint(None), resolve_pca_params(None)
     if checkpoint.is_file() and pca.is_file():

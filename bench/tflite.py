@@ -60,7 +60,7 @@ def loadavg() -> str:
 
 def prepare(workdir: Path) -> tuple[Path, str]:
     """A models/ directory with checkpoint, PCA, bundle and exports; returns (dir, note)."""
-    from audio.models import resolve_pca_params, resolve_vggish_checkpoint
+    from audio.downloads import resolve_pca_params, resolve_vggish_checkpoint
 
     models = workdir / "models"
     models.mkdir(parents=True, exist_ok=True)

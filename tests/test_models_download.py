@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio import models
-from audio.models import (
+from audio import downloads as models
+from audio import models as models_cli
+from audio.downloads import (
     DownloadError,
     MissingModelFilesError,
     ModelFile,
@@ -37,7 +38,7 @@ from audio.models import (
     resolve_pca_params,
     resolve_vggish_checkpoint,
 )
-from audio.models_cli import still_missing, ways_out
+from audio.models import still_missing, ways_out
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -408,7 +409,7 @@ def test_cli_offline_with_the_official_urls(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setattr(models, "_open", unresolvable)
     monkeypatch.delenv(models.BASE_URL_ENV, raising=False)
     monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(tmp_path / "env-dir"))
-    assert models.main(["download", "--no-progress"]) == 1
+    assert models_cli.main(["download", "--no-progress"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot reach {models.VGGISH_CHECKPOINT.url}: ")
     assert "Name or service not known" in err.splitlines()[0]

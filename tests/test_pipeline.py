@@ -115,7 +115,7 @@ def test_too_short_audio_is_a_typed_error(wav_processor):
 
 
 def test_missing_model_files_name_the_download_command(tmp_path):
-    from audio.models import MissingModelFilesError
+    from audio.downloads import MissingModelFilesError
 
     settings = Settings(vggish_checkpoint=tmp_path / "vggish_model.ckpt",
                         pca_params=tmp_path / "vggish_pca_params.npz")

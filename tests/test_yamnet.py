@@ -342,7 +342,7 @@ def test_parse_file_backend_yamnet(project_root: Path, tmp_path: Path) -> None:
 
 @pytest.mark.shared
 def test_download_registry_has_yamnet() -> None:
-    from audio.models import GROUPS, sha256_of
+    from audio.downloads import GROUPS, sha256_of
 
     entries = {e.filename: e for e in GROUPS["yamnet"]}
     assert set(entries) == {"yamnet.tflite", "yamnet_class_map.csv"}
