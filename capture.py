@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from audio.cli import EXIT_INTERRUPTED, run_script
-from audio.config import (
+from audio.settings import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
     Settings,
@@ -90,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    apply_native_output_defaults(args.verbose, os.environ)
+    apply_native_output_defaults(args.verbose)
     if args.list_devices:
         return _list_devices()
     try:

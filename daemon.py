@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.cli import EXIT_INTERRUPTED, run_script
-from audio.config import (
+from audio.settings import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
     Settings,
@@ -198,7 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("daemon").setLevel(logging.INFO)
-    apply_native_output_defaults(args.verbose, os.environ)
+    apply_native_output_defaults(args.verbose)
 
     from web.server import (
         EventStore,

@@ -18,12 +18,11 @@ import argparse
 import csv
 import json
 import logging
-import os
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from audio.config import AGGREGATE_CHOICES, Settings, SettingsError, add_model_arguments
+from audio.settings import AGGREGATE_CHOICES, Settings, SettingsError, add_model_arguments
 
 EXIT_OK = 0
 EXIT_MODEL = 1
@@ -163,9 +162,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from audio.config import apply_native_output_defaults
+    from audio.settings import apply_native_output_defaults
 
-    apply_native_output_defaults(args.verbose, os.environ)  # native chatter only with -v
+    apply_native_output_defaults(args.verbose)  # native chatter only with -v
     try:
         settings = Settings.from_args(args)
     except SettingsError as exc:

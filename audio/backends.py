@@ -27,7 +27,7 @@ inside per its input contract. Its per-frame features are the uint8 embeddings, 
 0.96 s, and ``max_frames`` is the bundle's (300 frames = 288 s).
 
 To add a backend: implement this protocol, add its name to
-``audio.config.BACKEND_CHOICES`` and a branch to ``create_backend``.
+``audio.settings.BACKEND_CHOICES`` and a branch to ``create_backend``.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from audio.errors import AudioAnalysisError
 from vggish.params import PARAMS
 
 if TYPE_CHECKING:
-    from audio.config import Settings
+    from audio.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -38,13 +38,15 @@ from types import MappingProxyType
 from typing import BinaryIO, TextIO
 
 from audio.errors import AudioAnalysisError, ModelFilesError
+from vggish.environment import DOWNLOAD_BASE_URL_ENV, PCA_PARAMS_ENV
 from vggish.files import VGGISH_CHECKPOINT_FILE, resolve_file
 from vggish.files import resolve_vggish_checkpoint as resolve_vggish_checkpoint  # re-exported
 
 log = logging.getLogger(__name__)
 
-BASE_URL_ENV = "AUDIO_ANALYSIS_DOWNLOAD_BASE_URL"
-PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
+BASE_URL_ENV = DOWNLOAD_BASE_URL_ENV
+"""The mirror variable, under the name this module's callers know it by."""
+
 DOWNLOAD_COMMAND = "python -m audio.models download"
 
 CHUNK_SIZE = 1 << 20

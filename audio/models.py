@@ -9,7 +9,6 @@ out (retry, a mirror, copying the files in) in at most four more.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from audio.downloads import (
     is_verified,
     one_line,
 )
+from vggish.environment import env_value
 from yt8m.paths import models_dir
 
 
@@ -135,7 +135,7 @@ def _list(directory: Path) -> int:
 def _download(args: argparse.Namespace, directory: Path) -> int:
     """Run ``download``; every failure is an ``error:`` line on stderr and exit status 1,
     followed by the ways out when the network was the problem."""
-    base_url = args.base_url or os.environ.get(BASE_URL_ENV) or None
+    base_url = args.base_url or env_value(BASE_URL_ENV) or None
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     selected: list[ModelFile] = []
     try:

@@ -15,7 +15,7 @@ an error printed meanwhile, by this thread or another, still reaches the termina
 
 Whether to silence is the application's decision, read from ``$AUDIO_ANALYSIS_QUIET_NATIVE``
 (``1``: silence; the entry scripts set it unless ``-v``, see
-``audio.config.apply_native_output_defaults``). Unset, the context manager does nothing:
+``audio.settings.apply_native_output_defaults``). Unset, the context manager does nothing:
 a library user, or a ``-v`` run diagnosing a sound problem, sees everything.
 """
 
@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-from audio.config import QUIET_NATIVE_ENV
+from vggish.environment import QUIET_NATIVE_ENV, env_value
 
 _FD2_LOCK = threading.RLock()
 """fd 2 is one per process: windows opened by several threads must nest, never
@@ -39,7 +39,7 @@ so that a window opened inside another on the same thread nests."""
 
 def quiet_native_output() -> bool:
     """True when the application asked for native stderr chatter to be silenced."""
-    return os.environ.get(QUIET_NATIVE_ENV, "").strip() == "1"
+    return env_value(QUIET_NATIVE_ENV) == "1"
 
 
 @contextmanager

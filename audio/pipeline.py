@@ -39,10 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from audio.backends import Backend, create_backend
-from audio.config import MIN_AUDIO_SECONDS, Settings
 from audio.events import Prediction
 from audio.io import AudioTooShortError, mono_blocks, open_audio
 from audio.native import silenced_native_stderr
+from audio.settings import MIN_AUDIO_SECONDS, Settings
 
 logger = logging.getLogger(__name__)
 

@@ -36,11 +36,11 @@ from typing import Any
 import numpy as np
 
 from audio.errors import ModelFilesError
+from vggish.environment import YAMNET_MODEL_ENV, env_value
 from yt8m.paths import models_dir
 
 logger = logging.getLogger(__name__)
 
-YAMNET_MODEL_ENV = "AUDIO_ANALYSIS_YAMNET_MODEL"
 YAMNET_MODEL_FILE = "yamnet.tflite"
 YAMNET_CLASS_MAP_FILE = "yamnet_class_map.csv"
 # Name of the global-average-pool tensor (the embedding) in Google's YAMNet graphs.
@@ -148,8 +148,8 @@ def resolve_yamnet_model(override: str | os.PathLike[str] | None = None) -> Path
     """The YAMNet ``.tflite`` to use: ``override``, ``$AUDIO_ANALYSIS_YAMNET_MODEL``, ``models/``."""
     if override:
         path = Path(override).expanduser()
-    elif os.environ.get(YAMNET_MODEL_ENV):
-        path = Path(os.environ[YAMNET_MODEL_ENV]).expanduser()
+    elif env_value(YAMNET_MODEL_ENV):
+        path = Path(env_value(YAMNET_MODEL_ENV) or "").expanduser()
     else:
         path = models_dir() / YAMNET_MODEL_FILE
     if not path.is_file():

@@ -52,8 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _warm_processor(work: Path) -> WavProcessor:
     """A loaded processor that has classified once: the first call traces the TensorFlow
     functions, which would otherwise be counted in the first window's delay."""
-    from audio.config import Settings
     from audio.pipeline import WavProcessor
+    from audio.settings import Settings
 
     checkpoint, pca, note = model_files(work)
     print(f"model files: {note}")

@@ -75,7 +75,7 @@ BREAKDOWN = textwrap.dedent("""
 
     t0 = time.perf_counter()
     import parse_file
-    from audio.config import Settings
+    from audio.settings import Settings
     from audio.pipeline import WavProcessor
     t1 = time.perf_counter()
     import tensorflow, keras

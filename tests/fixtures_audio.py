@@ -194,7 +194,7 @@ def app_model_env(vggish_checkpoint: Path, pca_params_file: Path) -> dict[str, s
     The classifier is the shipped default bundle (or ``$AUDIO_ANALYSIS_MODEL`` when set):
     a missing bundle is a real failure, not a skip.
     """
-    from audio.config import PCA_PARAMS_ENV, VGGISH_CHECKPOINT_ENV
+    from audio.settings import PCA_PARAMS_ENV, VGGISH_CHECKPOINT_ENV
     from yt8m.bundle import CONFIG_FILE, resolve_bundle_path
 
     bundle = resolve_bundle_path(None)
@@ -205,7 +205,7 @@ def app_model_env(vggish_checkpoint: Path, pca_params_file: Path) -> dict[str, s
 
 @pytest.fixture(scope="session")
 def app_settings(vggish_checkpoint: Path, pca_params_file: Path, app_model_env):
-    from audio.config import Settings
+    from audio.settings import Settings
 
     return Settings(vggish_checkpoint=vggish_checkpoint, pca_params=pca_params_file)
 

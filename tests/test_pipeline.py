@@ -12,10 +12,10 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 import pytest
 
-from audio.config import Settings
 from audio.events import Prediction
 from audio.io import AudioTooShortError, write_wav
 from audio.pipeline import WavProcessor, count_events, format_predictions, split_frames
+from audio.settings import Settings
 
 RATE = 16000
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from audio.cli import EXIT_INTERRUPTED, call_main
-from audio.config import QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV, apply_native_output_defaults
+from audio.settings import QUIET_NATIVE_ENV, TF_LOG_LEVEL_ENV, apply_native_output_defaults
 from tests.conftest import require_shared
 from tests.fixtures_audio import NATIVE_CHATTER, script_env
 

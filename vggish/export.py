@@ -40,8 +40,9 @@ from typing import Any
 
 import numpy as np
 
+from vggish.environment import VGGISH_TFLITE_ENV, env_value, models_dir
 from vggish.errors import ModelFilesError
-from vggish.files import atomic_write, models_dir, resolve_vggish_checkpoint, sha256_file
+from vggish.files import atomic_write, resolve_vggish_checkpoint, sha256_file
 from vggish.params import PARAMS, VGGishParams
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,6 @@ SIDECAR_NAME = "vggish_export.json"
 SIDECAR_FORMAT = 1
 VARIANTS: tuple[str, ...] = ("int8", "float32")
 """Export variants, in the order the pipeline prefers them."""
-VGGISH_TFLITE_ENV = "AUDIO_ANALYSIS_VGGISH_TFLITE"
 DEFAULT_BATCH = 64
 """Examples per interpreter call: large enough that per-call overhead vanishes."""
 
@@ -322,7 +322,7 @@ def load_embedder(checkpoint: str | os.PathLike[str], batch: int = DEFAULT_BATCH
     tries int8 then float32; ``int8`` or ``float32`` only that variant; ``off`` always
     loads the checkpoint with TensorFlow.
     """
-    choice = (preference or os.environ.get(VGGISH_TFLITE_ENV) or "auto").strip().lower()
+    choice = (preference or env_value(VGGISH_TFLITE_ENV) or "auto").strip().lower()
     if choice not in ("auto", "off", *VARIANTS):
         raise ExportError(f"${VGGISH_TFLITE_ENV} must be auto, off, int8 or float32, "
                           f"got {choice!r}")

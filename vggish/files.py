@@ -2,7 +2,7 @@
 
 The bottom layer holds these because ``python -m vggish.export`` must find the VGGish
 checkpoint and its exports on its own, and this package imports nothing of ``yt8m`` or
-``audio``; those build on this one definition (``yt8m.paths``, ``audio.models``) rather
+``audio``; those build on this one definition (``yt8m.paths``, ``audio.downloads``) rather
 than repeat it.
 
 The models directory is ``$AUDIO_ANALYSIS_MODELS_DIR`` when set, otherwise ``models/`` in
@@ -18,30 +18,22 @@ import os
 import tempfile
 from pathlib import Path
 
-MODELS_DIR_ENV = "AUDIO_ANALYSIS_MODELS_DIR"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
+from vggish.environment import (
+    VGGISH_CHECKPOINT_ENV,
+    model_file,
+)
+
 VGGISH_CHECKPOINT_FILE = "vggish_model.ckpt"
 
 
-def models_dir() -> Path:
-    env = os.environ.get(MODELS_DIR_ENV)
-    return Path(env).expanduser() if env else PROJECT_ROOT / "models"
-
-
 def resolve_file(override: str | os.PathLike[str] | None, env: str, filename: str) -> Path:
-    """Flag > ``$env`` > ``models_dir()/filename``."""
-    if override:
-        return Path(override).expanduser()
-    value = os.environ.get(env)
-    if value:
-        return Path(value).expanduser()
-    return models_dir() / filename
+    """Flag > ``$env`` > ``models_dir()/filename`` (``vggish.environment.model_file``)."""
+    return model_file(override, env, filename)
 
 
 def resolve_vggish_checkpoint(override: str | os.PathLike[str] | None = None) -> Path:
     """Flag > ``$AUDIO_ANALYSIS_VGGISH_CHECKPOINT`` > ``models_dir()/vggish_model.ckpt``."""
-    return resolve_file(override, VGGISH_CHECKPOINT_ENV, VGGISH_CHECKPOINT_FILE)
+    return model_file(override, VGGISH_CHECKPOINT_ENV, VGGISH_CHECKPOINT_FILE)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

@@ -19,10 +19,10 @@ from typing import Any
 
 from audio.errors import UsageError
 from audio.sinks.devicehive import DeviceHiveSettings
+from vggish.environment import CONFIG_ENV, XDG_CONFIG_HOME_ENV, env_value
 
 logger = logging.getLogger(__name__)
 
-CONFIG_ENV = "AUDIO_ANALYSIS_CONFIG"
 SECRET_FIELDS = ("refresh_token", "access_token", "password")
 MAX_CONFIG_BYTES = 64 * 1024
 
@@ -32,10 +32,10 @@ class ConfigError(UsageError, ValueError):
 
 
 def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if environ is None else environ
-    if env.get(CONFIG_ENV):
-        return Path(env[CONFIG_ENV]).expanduser()
-    base = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    configured = env_value(CONFIG_ENV, environ)
+    if configured:
+        return Path(configured).expanduser()
+    base = env_value(XDG_CONFIG_HOME_ENV, environ) or str(Path.home() / ".config")
     return Path(base).expanduser() / "audio-analysis" / "config.json"
 
 

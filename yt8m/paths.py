@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vggish.files import MODELS_DIR_ENV, models_dir
+from vggish.environment import MODELS_DIR_ENV, models_dir
 
 __all__ = ["MODELS_DIR_ENV", "PROJECT_ROOT", "models_dir"]
 

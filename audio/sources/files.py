@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.config import DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.io import AudioFileError, mono_blocks, open_audio
 from audio.loop import AudioWindow
+from audio.settings import DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import TARGET_RATE, SourceError
 
 logger = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from audio.config import DEFAULT_MAX_TIME, DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.loop import AudioWindow
 from audio.native import silenced_native_stderr
+from audio.settings import DEFAULT_MAX_TIME, DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import (
     TARGET_RATE,
     DeviceNotFoundError,

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from vggish.environment import MODEL_ENV, env_value
 from vggish.errors import ModelFilesError
 from vggish.files import atomic_write
 from yt8m.paths import models_dir
@@ -34,7 +35,6 @@ from yt8m.paths import models_dir
 DEFAULT_BUNDLE = "audioset-ensemble-v3"
 """The shipped classifier's directory name under ``models_dir()``: the single source."""
 
-MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
 CONFIG_FILE = "config.json"
 LABELS_FILE = "labels.csv"
 PROVENANCE_FILE = "provenance.json"
@@ -64,7 +64,7 @@ def resolve_bundle_path(name_or_path: str | os.PathLike[str] | None = None,
     """``None`` → ``$AUDIO_ANALYSIS_MODEL`` or :data:`DEFAULT_BUNDLE`; a bare name →
     ``models_dir()/name``; anything with a path separator (or existing) → as is."""
     if name_or_path is None:
-        name_or_path = os.environ.get(MODEL_ENV) or DEFAULT_BUNDLE
+        name_or_path = env_value(MODEL_ENV) or DEFAULT_BUNDLE
     text = os.fspath(name_or_path)
     candidate = Path(text).expanduser()
     is_path = os.sep in text or (os.altsep and os.altsep in text) or text.startswith(".")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from vggish.environment import TF_CONFIG_ENV, env_value
 from yt8m.training import TrainError
 from yt8m.training.callbacks import cross_entropy, make_epoch_callback, make_tensorboard
 from yt8m.training.checkpoints import (
@@ -61,7 +62,7 @@ def _strategy(name: str):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
-        if "TF_CONFIG" not in os.environ:
+        if env_value(TF_CONFIG_ENV) is None:
             raise TrainError("--distribution_strategy=multi_worker needs TF_CONFIG "
                              "(see docs/results.md)")
         return tf.distribute.MultiWorkerMirroredStrategy()

@@ -1,24 +1,21 @@
-"""Runtime settings of the application, in one frozen dataclass.
+"""Runtime settings of the application: the command line and the environment, resolved
+once into one frozen ``Settings`` that the scripts pass down.
 
 Every entry script (``parse_file.py``, ``capture.py``, ``daemon.py``) builds one
-``Settings`` from its command line and the environment, and passes it down; nothing
-below the scripts reads ``os.environ`` or argparse itself. Precedence: a command-line
-flag, then the environment variable, then the default (for ``--threshold``: a detector
-bundle's tuned threshold when ``--model`` names one, else 0.1).
+``Settings`` with :meth:`Settings.from_args`; the pipeline, loop, backends and sinks take
+it (or the paths and values it holds) as arguments and read neither ``os.environ`` nor
+argparse. Precedence: a command-line flag, then the environment variable, then the
+default (for ``--threshold``: a detector bundle's tuned threshold when ``--model`` names
+one, else 0.1).
 
-Environment variables:
-
-* ``AUDIO_ANALYSIS_VGGISH_CHECKPOINT`` — VGGish checkpoint (``--vggish_checkpoint``);
-* ``AUDIO_ANALYSIS_PCA_PARAMS`` — PCA parameters ``.npz`` (``--pca_params``);
-* ``AUDIO_ANALYSIS_MODEL`` — classifier bundle name (in the models directory) or path
-  (``--model``);
-* ``AUDIO_ANALYSIS_YAMNET_MODEL`` — YAMNet ``.tflite`` for ``--backend yamnet``
-  (``--yamnet_model``; the class map is read from beside it or the models directory);
-* ``AUDIO_ANALYSIS_MODELS_DIR`` — where model files live (read by ``yt8m.paths``);
-* ``AUDIO_ANALYSIS_QUIET_NATIVE`` — ``1`` silences what PortAudio (ALSA, JACK), LiteRT and
-  TensorFlow print on stderr from C while devices are probed and models loaded
-  (``audio.native``); the scripts set it, with ``TF_CPP_MIN_LOG_LEVEL=2``, unless ``-v``
-  (``apply_native_output_defaults``).
+Every environment variable's name, and the one function that reads them, live in
+``vggish.environment`` (the lowest layer, since the standalone commands of ``vggish`` and
+``yt8m`` honour some of them too): ``AUDIO_ANALYSIS_VGGISH_CHECKPOINT``,
+``AUDIO_ANALYSIS_PCA_PARAMS``, ``AUDIO_ANALYSIS_MODEL``, ``AUDIO_ANALYSIS_YAMNET_MODEL``,
+``AUDIO_ANALYSIS_MODELS_DIR``, ``AUDIO_ANALYSIS_VGGISH_TFLITE``, ``AUDIO_ANALYSIS_CONFIG``,
+``AUDIO_ANALYSIS_DOWNLOAD_BASE_URL`` and ``AUDIO_ANALYSIS_QUIET_NATIVE`` (``1`` silences
+what PortAudio, LiteRT and TensorFlow print from C; the scripts set it, with
+``TF_CPP_MIN_LOG_LEVEL=2``, unless ``-v``: :func:`apply_native_output_defaults`).
 
 This module is imported by the entry scripts at start-up: it must stay light (no
 TensorFlow, no resampy), so that ``--help`` is instant.
@@ -28,19 +25,21 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from audio.errors import UsageError
-
-VGGISH_CHECKPOINT_ENV = "AUDIO_ANALYSIS_VGGISH_CHECKPOINT"
-PCA_PARAMS_ENV = "AUDIO_ANALYSIS_PCA_PARAMS"
-MODEL_ENV = "AUDIO_ANALYSIS_MODEL"
-YAMNET_MODEL_ENV = "AUDIO_ANALYSIS_YAMNET_MODEL"
-QUIET_NATIVE_ENV = "AUDIO_ANALYSIS_QUIET_NATIVE"
-TF_LOG_LEVEL_ENV = "TF_CPP_MIN_LOG_LEVEL"
+from vggish.environment import (
+    MODEL_ENV,
+    PCA_PARAMS_ENV,
+    QUIET_NATIVE_ENV,
+    TF_LOG_LEVEL_ENV,
+    VGGISH_CHECKPOINT_ENV,
+    YAMNET_MODEL_ENV,
+    env_value,
+    set_default,
+)
 
 BACKEND_CHOICES: tuple[str, ...] = ("vggish", "yamnet")
 """Names accepted by ``--backend``: the one list. A new backend is added here and in
@@ -112,7 +111,6 @@ class Settings:
     def from_args(cls, args: argparse.Namespace,
                   environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from parsed arguments (missing attributes keep their defaults) + env."""
-        env = os.environ if environ is None else environ
         values: dict[str, object] = {}
         for name in ("backend", "top_k", "threshold", "aggregate", "min_time", "max_time",
                      "window", "device"):
@@ -122,7 +120,7 @@ class Settings:
         save_path = getattr(args, "save_path", None)
         if save_path is not None:
             values["save_path"] = Path(save_path).expanduser()
-        model = getattr(args, "model", None) or env.get(MODEL_ENV) or None
+        model = getattr(args, "model", None) or env_value(MODEL_ENV, environ)
         values["model"] = model
         if "threshold" not in values and model:
             # A detector trained by audio.train_custom carries its tuned threshold.
@@ -131,16 +129,16 @@ class Settings:
             tuned = bundle_threshold(model)
             if tuned is not None:
                 values["threshold"] = tuned
-        values["vggish_checkpoint"] = _path_or_env(getattr(args, "vggish_checkpoint", None),
-                                                   env.get(VGGISH_CHECKPOINT_ENV))
-        values["pca_params"] = _path_or_env(getattr(args, "pca_params", None),
-                                            env.get(PCA_PARAMS_ENV))
-        values["yamnet_model"] = _path_or_env(getattr(args, "yamnet_model", None),
-                                              env.get(YAMNET_MODEL_ENV))
+        for field_name, env_name in (("vggish_checkpoint", VGGISH_CHECKPOINT_ENV),
+                                     ("pca_params", PCA_PARAMS_ENV),
+                                     ("yamnet_model", YAMNET_MODEL_ENV)):
+            value = getattr(args, field_name, None) or env_value(env_name, environ)
+            values[field_name] = Path(value).expanduser() if value else None
         return cls(**values)  # type: ignore[arg-type]
 
 
-def apply_native_output_defaults(verbose: bool, environ: MutableMapping[str, str]) -> None:
+def apply_native_output_defaults(verbose: bool,
+                                 environ: MutableMapping[str, str] | None = None) -> None:
     """Keep native start-up logs off the terminal unless ``-v``: the scripts' one switch.
 
     Without ``-v``, TensorFlow's C++ logging below errors and the native stderr chatter
@@ -151,15 +149,10 @@ def apply_native_output_defaults(verbose: bool, environ: MutableMapping[str, str
     before TensorFlow is imported.
     """
     if verbose:
-        environ[QUIET_NATIVE_ENV] = "0"
+        set_default(QUIET_NATIVE_ENV, "0", environ, force=True)
         return
-    environ.setdefault(QUIET_NATIVE_ENV, "1")
-    environ.setdefault(TF_LOG_LEVEL_ENV, "2")
-
-
-def _path_or_env(flag: str | None, env_value: str | None) -> Path | None:
-    value = flag or env_value
-    return Path(value).expanduser() if value else None
+    set_default(QUIET_NATIVE_ENV, "1", environ)
+    set_default(TF_LOG_LEVEL_ENV, "2", environ)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
