@@ -20,6 +20,7 @@ test: setup-test
 
 lint: setup-test
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports --no-cache
 
 bench: setup
 	$(PY) bench/frontend.py

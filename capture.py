@@ -28,19 +28,21 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from audio.cli import EXIT_INTERRUPTED, run_script
+from audio.cli import run_script
+from audio.errors import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    AudioAnalysisError,
+    exit_code,
+)
 from audio.settings import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
     Settings,
-    SettingsError,
     add_model_arguments,
     apply_native_output_defaults,
 )
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 NO_MICROPHONE_HINT = ("no sound card, or no sound server reachable (is PulseAudio or "
                       "PipeWire running?); without a microphone, classify audio files "
@@ -93,48 +95,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.list_devices:
         return _list_devices()
     try:
-        settings = Settings.from_args(args)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _capture(Settings.from_args(args))
+    except AudioAnalysisError as exc:
+        return _report(exc)
 
-    from audio.sinks import LogSink, SaveDirectoryError, WavSaverSink
 
-    sinks: list = []
-    if settings.save_path is not None:
-        try:
-            sinks.append(WavSaverSink(settings.save_path))
-        except SaveDirectoryError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-    sinks.append(LogSink(logger))
+def _report(exc: AudioAnalysisError) -> int:
+    """One line for the error (with the way out when there is no microphone at all);
+    the exit code is the project's one mapping (``audio.errors.exit_code``)."""
+    from audio.sources import NoInputDeviceError
 
-    from audio.backends import model_file_errors
+    hint = f": {NO_MICROPHONE_HINT}" if isinstance(exc, NoInputDeviceError) else ""
+    print(f"error: {exc}{hint}", file=sys.stderr)
+    return exit_code(exc)
+
+
+def _capture(settings: Settings) -> int:
+    """Check the device, load the models, then record and classify until stopped."""
     from audio.loop import ProcessingLoop
     from audio.pipeline import WavProcessor
-    from audio.sources import MicrophoneSource, SourceError, check_input_device
+    from audio.sinks import LogSink, WavSaverSink
+    from audio.sources import MicrophoneSource, check_input_device
 
-    try:
-        check_input_device(settings.device)
-    except SourceError as exc:
-        return _device_error(exc)
+    sinks: list = [WavSaverSink(settings.save_path)] if settings.save_path is not None else []
+    sinks.append(LogSink(logger))
+    check_input_device(settings.device)
     processor = WavProcessor(settings)
     try:
         # Models first: the microphone starts only when windows can be classified.
         processor.load()
-    except model_file_errors() as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    source = MicrophoneSource(settings.min_time, settings.max_time, device=settings.device)
-    try:
+        source = MicrophoneSource(settings.min_time, settings.max_time,
+                                  device=settings.device)
         source.open()
-    except SourceError as exc:
-        processor.close()
-        return _device_error(exc)
-    loop = ProcessingLoop(source, processor, sinks)
-    logger.info("Start recording (windows of %g-%g s); Ctrl-C to stop.", settings.min_time,
-                settings.max_time)
-    try:
+        loop = ProcessingLoop(source, processor, sinks)
+        logger.info("Start recording (windows of %g-%g s); Ctrl-C to stop.",
+                    settings.min_time, settings.max_time)
         loop.run()
     finally:
         processor.close()
@@ -144,20 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if loop.stop_signal == signal.SIGINT:
         return EXIT_INTERRUPTED
     return EXIT_FAILURE if stats["source_error"] else EXIT_OK
-
-
-def _device_error(exc: Exception) -> int:
-    """One line for a device that cannot be used, with the way out that fits."""
-    from audio.sources import DeviceNotFoundError, NoInputDeviceError
-
-    if isinstance(exc, DeviceNotFoundError):  # the message names the inputs there are
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if isinstance(exc, NoInputDeviceError):
-        print(f"error: {exc}: {NO_MICROPHONE_HINT}", file=sys.stderr)
-        return EXIT_FAILURE
-    print(f"error: {exc}", file=sys.stderr)
-    return EXIT_FAILURE
 
 
 if __name__ == "__main__":

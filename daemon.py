@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.cli import EXIT_INTERRUPTED, run_script
+from audio.errors import UsageError
 from audio.settings import (
     DEFAULT_MAX_TIME,
     DEFAULT_MIN_TIME,
@@ -108,8 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class StartError(Exception):
-    """A reason not to start, reported in one line, with the exit code it calls for."""
+class StartError(UsageError):
+    """A reason not to start, reported in one line, with the exit code it calls for (the
+    daemon has always answered 2 for anything found wrong before it starts, its model
+    files included, and 1 for a missing microphone)."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
         super().__init__(message)

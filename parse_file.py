@@ -22,11 +22,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from audio.settings import AGGREGATE_CHOICES, Settings, SettingsError, add_model_arguments
+from audio.errors import EXIT_OK, EXIT_USAGE, AudioAnalysisError, BadAudioError, exit_code
+from audio.settings import AGGREGATE_CHOICES, Settings, add_model_arguments
 
-EXIT_OK = 0
-EXIT_MODEL = 1
-EXIT_BAD_INPUT = 2
 logger = logging.getLogger("parse_file")
 
 CSV_FIELDS = ("file", "scope", "start", "end", "rank", "label", "score", "error")
@@ -166,46 +164,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     apply_native_output_defaults(args.verbose)  # native chatter only with -v
     try:
-        settings = Settings.from_args(args)
-    except SettingsError as exc:
+        return _classify_files(args, Settings.from_args(args))
+    except AudioAnalysisError as exc:  # settings, model files, an unknown --count class
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return exit_code(exc)
 
-    from audio.backends import model_file_errors
-    from audio.io import AudioFileError
+
+def _classify_files(args: argparse.Namespace, settings: Settings) -> int:
+    """Classify every file; a bad one is reported and skipped (exit 2 at the end), any
+    other project error ends the run (``main`` maps it to its exit code)."""
     from audio.pipeline import WavProcessor
 
     writer = _Writer(args.format, len(args.files) > 1, settings.threshold,
                      args.timeline, sys.stdout)
     need_windows = args.timeline or args.count is not None or args.plot is not None
     status = EXIT_OK
-    model_errors = model_file_errors()
     with WavProcessor(settings) as processor:
         count_index: int | None = None
         for path in args.files:
             try:
                 result = processor.analyze_file(
                     path, timeline_window=settings.window if need_windows else None)
-                count = None
-                if args.count is not None:
-                    if count_index is None:
-                        count_index = processor.label_index(args.count)
-                    count = (processor.labels[count_index],
-                             _event_intervals(result, count_index, settings.threshold))
-            except AudioFileError as exc:
+            except BadAudioError as exc:
                 writer.error(path, str(exc))
-                status = EXIT_BAD_INPUT
+                status = EXIT_USAGE
                 continue
-            except model_errors as exc:
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_MODEL
-            except ValueError as exc:  # --count with an unknown label
-                print(f"error: {exc}", file=sys.stderr)
-                return EXIT_BAD_INPUT
+            count = None
+            if args.count is not None:
+                if count_index is None:
+                    count_index = processor.label_index(args.count)
+                count = (processor.labels[count_index],
+                         _event_intervals(result, count_index, settings.threshold))
             writer.result(path, result, count)
             if args.plot is not None and not _plot(args.plot, path, result, processor.labels,
                                                    settings.threshold, len(args.files) > 1):
-                status = EXIT_BAD_INPUT
+                status = EXIT_USAGE
     return status
 
 

@@ -27,7 +27,8 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-EXIT_INTERRUPTED = 130
+from audio.errors import EXIT_INTERRUPTED
+
 """128 + SIGINT: the exit code of a program stopped by Ctrl-C."""
 
 COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from audio.backends import Backend, create_backend
+from audio.errors import UsageError
 from audio.events import Prediction
 from audio.io import AudioTooShortError, mono_blocks, open_audio
 from audio.native import silenced_native_stderr
@@ -103,6 +104,10 @@ def split_frames(num_frames: int, max_frames: int) -> list[tuple[int, int]]:
     pieces = math.ceil(num_frames / max_frames)
     bounds = np.linspace(0, num_frames, pieces + 1).round().astype(int)
     return [(int(a), int(b)) for a, b in itertools.pairwise(bounds)]
+
+
+class UnknownLabelError(UsageError, ValueError):
+    """A class name (``--count``) that the classifier does not have."""
 
 
 class WavProcessor:
@@ -170,12 +175,12 @@ class WavProcessor:
                      if scores[i] > threshold)
 
     def label_index(self, label: str) -> int:
-        """Index of a class by display name (case-insensitive); ValueError if unknown."""
+        """Index of a class by display name (case-insensitive); ``UnknownLabelError``."""
         wanted = label.strip().casefold()
         for i, name in enumerate(self.labels):
             if name.casefold() == wanted:
                 return i
-        raise ValueError(f"unknown class {label!r} (not one of the classifier's "
+        raise UnknownLabelError(f"unknown class {label!r} (not one of the classifier's "
                          f"{len(self.labels)} labels)")
 
     # -- frames → scores ------------------------------------------------------------------

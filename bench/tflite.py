@@ -177,8 +177,8 @@ def cold_runs(models: Path, clip: Path, backend_args: list[str], repeats: int,
 
 
 def yamnet_figures(model: Path) -> tuple[float, list[tuple[str, int]], int]:
+    from audio.backends.yamnet import YamnetModel
     from audio.io import StreamResampler, read_audio
-    from audio.yamnet import YamnetModel
     from tests.conftest import shared_root
     from tests.test_yamnet import ACCEPTED, CLIP_CLASS
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio.yamnet import (
+from audio.backends.yamnet import (
     YAMNET,
     YamnetError,
     YamnetFilesMissingError,
@@ -277,7 +277,7 @@ def test_misc_clips(yamnet: YamnetModel) -> None:
 
 def test_import_does_not_load_tensorflow_or_litert() -> None:
     code = (
-        "import sys, audio.yamnet; "
+        "import sys, audio.backends.yamnet; "
         "print('tensorflow' in sys.modules, 'ai_edge_litert.interpreter' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -290,7 +290,7 @@ def test_import_does_not_load_tensorflow_or_litert() -> None:
 
 @pytest.mark.shared
 def test_backend_streaming_equals_whole_signal(rng) -> None:
-    from audio.yamnet import YamnetBackend
+    from audio.backends.yamnet import YamnetBackend
 
     backend = YamnetBackend(require_shared("models", "yamnet", "yamnet.tflite"))
     backend.load()

@@ -1,76 +1,24 @@
-"""Backends: the models behind the pipeline, behind one small protocol.
+"""The VGGish backend: VGGish embeddings, 8-bit post-processing and a classifier bundle.
 
-The pipeline (``audio.pipeline``) knows nothing of VGGish, YAMNet or TensorFlow; it
-streams 16 kHz mono audio into a backend and ranks the scores that come out. A backend
-does two things:
-
-1. ``frame_features(blocks)``: turn consecutive blocks of a 16 kHz mono float32 waveform
-   in [−1, 1] into per-frame features, one ``(F_i, D)`` array per block (F_i may be 0).
-   Frame ``j`` of the whole stream starts at ``j · frame_hop`` seconds and lasts
-   ``frame_seconds``. The backend keeps whatever carry-over its framing needs between
-   blocks, so that the frames of a stream cut into blocks equal those of the whole
-   signal (the pipeline relies on it to bound memory on long files). A trailing partial
-   frame is dropped (VGGish) or padded (YAMNet) as the backend's reference does.
-2. ``score_windows(windows)``: classify windows of consecutive frames (each ``(n_i, D)``
-   with 1 ≤ n_i ≤ ``max_frames``) into clip-level scores ``(N, len(labels))``.
-
-Attributes: ``name``, ``sample_rate`` (16000), ``frame_hop`` and ``frame_seconds`` (s),
-``max_frames`` (longest window ``score_windows`` accepts), ``labels`` (display names, in
-score order). ``load()`` loads the model files (idempotent, may raise
-``audio.downloads.MissingModelFilesError``); ``close()`` frees them. Model code (TensorFlow,
-LiteRT) must be imported inside ``load()``, never at module import.
-
-The VGGish backend reproduces the original application exactly in the 8-bit space the
-classifier was trained in: log-mel examples → VGGish → PCA, clip and 8-bit quantisation
-(``vggish.postprocess``) → classifier bundle (``yt8m.bundle``), which dequantises
-inside per its input contract. Its per-frame features are the uint8 embeddings, one per
-0.96 s, and ``max_frames`` is the bundle's (300 frames = 288 s).
-
-To add a backend: implement this protocol, add its name to
-``audio.settings.BACKEND_CHOICES`` and a branch to ``create_backend``.
+It reproduces the original application exactly in the 8-bit space the classifier was
+trained in: log-mel examples → VGGish → PCA, clip and 8-bit quantisation
+(``vggish.postprocess``) → classifier bundle (``yt8m.bundle``), which dequantises inside
+per its input contract. Its per-frame features are the uint8 embeddings, one per 0.96 s,
+and ``max_frames`` is the bundle's (300 frames = 288 s). See ``audio.backends.protocol``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
-from audio.errors import AudioAnalysisError
+from audio.backends.protocol import BackendNotLoadedError
 from vggish.params import PARAMS
 
-if TYPE_CHECKING:
-    from audio.settings import Settings
-
 logger = logging.getLogger(__name__)
-
-
-@runtime_checkable
-class Backend(Protocol):
-    name: str
-    sample_rate: int
-    frame_hop: float
-    frame_seconds: float
-
-    @property
-    def max_frames(self) -> int: ...
-
-    @property
-    def labels(self) -> Sequence[str]: ...
-
-    def load(self) -> None: ...
-
-    def frame_features(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]: ...
-
-    def score_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray: ...
-
-    def close(self) -> None: ...
-
-
-class BackendNotLoadedError(AudioAnalysisError, RuntimeError):
-    """A backend method that needs the models was called before ``load()``."""
 
 
 class VGGishBackend:
@@ -188,37 +136,3 @@ class VGGishBackend:
         self._vggish = None
         self._postprocessor = None
         self._bundle = None
-
-
-def model_file_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions meaning "the model files are missing or unusable" (the scripts' exit 1).
-
-    Imported lazily: the modules that define them are light, but only needed on failure.
-    """
-    from audio.downloads import MissingModelFilesError
-    from audio.yamnet import YamnetError, YamnetFilesMissingError
-    from vggish.export import ExportError
-    from vggish.model import CheckpointError
-    from vggish.postprocess import PCAParamsError
-    from yt8m.bundle import BundleError, BundleNotFoundError, HeadError
-
-    return (MissingModelFilesError, CheckpointError, PCAParamsError, BundleError,
-            BundleNotFoundError, YamnetError, YamnetFilesMissingError, HeadError, ExportError)
-
-
-def create_backend(settings: Settings) -> Backend:
-    """The backend named by ``settings.backend`` (not yet loaded)."""
-    if settings.backend == "vggish":
-        return VGGishBackend(
-            vggish_checkpoint=str(settings.vggish_checkpoint) if settings.vggish_checkpoint
-            else None,
-            pca_params=str(settings.pca_params) if settings.pca_params else None,
-            model=settings.model)
-    if settings.backend == "yamnet":
-        from audio.yamnet import YamnetBackend
-
-        # --model with this backend names a head trained on YAMNet embeddings
-        # (python -m audio.train_custom --embedding yamnet); without it, YAMNet's own
-        # 521 AudioSet classes.
-        return YamnetBackend(model_path=settings.yamnet_model, head=settings.model)
-    raise ValueError(f"unknown backend {settings.backend!r}")
