@@ -21,16 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio.custom.data import TrainDataError, scan_dataset, split_clips
+from audio.custom.metrics import best_f1_threshold, confusion, prf
 from audio.io import read_audio, write_wav
-from audio.train_custom import (
-    TrainDataError,
-    best_f1_threshold,
-    confusion,
-    main,
-    prf,
-    scan_dataset,
-    split_clips,
-)
+from audio.train_custom import main
 from tests.conftest import require_shared, require_tool
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -139,7 +133,7 @@ def test_scan_errors(tmp_path: Path) -> None:
         scan_dataset(tmp_path / "nope", None, None, "other")
     names, _ = scan_dataset(tmp_path, tmp_path / "only", None, "background")
     assert names == ["only", "background"]
-    from audio.train_custom import Clip
+    from audio.custom.data import Clip
 
     with pytest.raises(TrainDataError, match="at least 3 files"):
         split_clips([Clip(Path("a"), 0), Clip(Path("b"), 0)], 0.25, 0.2, 0)
