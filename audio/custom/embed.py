@@ -39,7 +39,7 @@ class Embedder:
             self.feature_size = 128
             self.max_frames = VGGISH_MAX_FRAMES
         elif kind == "yamnet":
-            from audio.yamnet import YAMNET, YamnetModel, resolve_yamnet_model
+            from audio.backends.yamnet import YAMNET, YamnetModel, resolve_yamnet_model
 
             self._net = YamnetModel(resolve_yamnet_model(yamnet_model))
             self.feature_size = YAMNET.embedding_size

@@ -182,9 +182,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    from audio.backends.yamnet import YamnetError, YamnetFilesMissingError
     from audio.downloads import MissingModelFilesError
     from audio.io import AudioFileError
-    from audio.yamnet import YamnetError, YamnetFilesMissingError
     from yt8m.bundle import HeadError
 
     try:
