@@ -1,9 +1,9 @@
 """Reading audio files of any common PCM encoding, by blocks; writing int16 wav.
 
-WAV files are parsed here, chunk by chunk, rather than with ``scipy.io.wavfile`` or the
-standard library's ``wave``: those load whole files (a one-hour file would not fit the
-memory budget), reject 24-bit or float data, or silently accept truncated files. The
-parser supports:
+WAV files are parsed by ``audio.io.wavformat``, chunk by chunk, rather than with
+``scipy.io.wavfile`` or the standard library's ``wave``: those load whole files (a
+one-hour file would not fit the memory budget), reject 24-bit or float data, or silently
+accept truncated files. The parser supports:
 
 * PCM (format tag 1): 8-bit unsigned, 16/24/32-bit signed integer;
 * IEEE float (format tag 3): 32/64-bit;
@@ -39,7 +39,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from audio.input_errors import (
+from audio.io.errors import (
     INPUT_FAILURES,
     AudioFileError,
     AudioFileNotFoundError,
@@ -54,8 +54,8 @@ from audio.input_errors import (
     input_error,
     os_error,
 )
-from audio.resample import StreamResampler
-from audio.wavformat import (
+from audio.io.resample import StreamResampler
+from audio.io.wavformat import (
     WAVE_FORMAT_IEEE_FLOAT,
     UnsupportedWavEncoding,
     WavLayout,

@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from audio.errors import BadAudioError
-from audio.input_errors import CorruptAudioError, NotAudioError
+from audio.io.errors import CorruptAudioError, NotAudioError
 
 logger = logging.getLogger(__name__)
 
