@@ -38,8 +38,8 @@ from types import MappingProxyType
 from typing import BinaryIO, TextIO
 
 from audio.errors import AudioAnalysisError, ModelFilesError
-from vggish.environment import DOWNLOAD_BASE_URL_ENV, PCA_PARAMS_ENV
-from vggish.files import VGGISH_CHECKPOINT_FILE, resolve_file
+from vggish.environment import DOWNLOAD_BASE_URL_ENV, PCA_PARAMS_ENV, model_file
+from vggish.files import VGGISH_CHECKPOINT_FILE
 from vggish.files import resolve_vggish_checkpoint as resolve_vggish_checkpoint  # re-exported
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class MissingModelFilesError(ModelFilesError, FileNotFoundError):
 
 def resolve_pca_params(override: str | os.PathLike[str] | None = None) -> Path:
     """Flag > ``$AUDIO_ANALYSIS_PCA_PARAMS`` > ``models_dir()/vggish_pca_params.npz``."""
-    return resolve_file(override, PCA_PARAMS_ENV, VGGISH_PCA_PARAMS.filename)
+    return model_file(override, PCA_PARAMS_ENV, VGGISH_PCA_PARAMS.filename)
 
 
 def require_files(paths: Iterable[str | os.PathLike[str]], group: str | None = None) -> None:

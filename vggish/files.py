@@ -5,10 +5,9 @@ checkpoint and its exports on its own, and this package imports nothing of ``yt8
 ``audio``; those build on this one definition (``yt8m.paths``, ``audio.downloads``) rather
 than repeat it.
 
-The models directory is ``$AUDIO_ANALYSIS_MODELS_DIR`` when set, otherwise ``models/`` in
-the project root, anchored on this file, never on the working directory. A file in it is
-found as the entry scripts find it: the command's flag, else its environment variable,
-else its default name in the models directory.
+The models directory and the flag > environment > default rule are
+``vggish.environment``'s (``models_dir``, ``model_file``); this module names the
+checkpoint's default file.
 """
 
 from __future__ import annotations
@@ -18,17 +17,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from vggish.environment import (
-    VGGISH_CHECKPOINT_ENV,
-    model_file,
-)
+from vggish.environment import VGGISH_CHECKPOINT_ENV, model_file
 
 VGGISH_CHECKPOINT_FILE = "vggish_model.ckpt"
-
-
-def resolve_file(override: str | os.PathLike[str] | None, env: str, filename: str) -> Path:
-    """Flag > ``$env`` > ``models_dir()/filename`` (``vggish.environment.model_file``)."""
-    return model_file(override, env, filename)
 
 
 def resolve_vggish_checkpoint(override: str | os.PathLike[str] | None = None) -> Path:
