@@ -297,3 +297,31 @@ def test_watched_folder_skips_bad_files_once_per_change(tmp_path: Path, caplog) 
         f"skipping {loop}: symlink loop",
         f"skipping {loop.with_name('loop_b.wav')}: symlink loop"]), skipped
     assert source.files_failed == 2 * 4 + 1  # four bad files a pass, then notes in the 3rd
+
+
+def test_watched_folder_forgets_bad_files_that_are_removed(tmp_path: Path, caplog) -> None:
+    """A months-long watch keeps no record of bad files that are gone; a new bad file
+    under the same name is reported again."""
+    from audio.sources import FileStreamSource
+
+    rng = np.random.default_rng(4)
+    write_wav(tmp_path / "a_good.wav", rng.standard_normal(RATE) * 0.1, RATE)
+    bad = tmp_path / "b_bad.wav"
+    bad.write_text("not audio\n")
+    source = FileStreamSource([tmp_path], loop=True, window_seconds=1.0)
+    stop = threading.Event()
+    windows = source.windows(stop)
+    with caplog.at_level(logging.WARNING, logger="audio.sources"):
+        next(windows), next(windows)  # two passes: b_bad.wav reported once
+        assert source._reported and len(caplog.records) == 1
+        bad.unlink()  # the pass under way still lists it: reported once as missing
+        next(windows)  # ... and the next pass forgets it
+        assert source._reported == {}
+        bad.write_text("not audio\n")
+        next(windows), next(windows)
+    stop.set()
+    windows.close()
+    assert [r.getMessage() for r in caplog.records] == [
+        f"skipping {bad}: not an audio file (unrecognised format)",
+        f"skipping {bad}: no such file",
+        f"skipping {bad}: not an audio file (unrecognised format)"]

@@ -102,6 +102,12 @@ class FileStreamSource:
             self._reported[path] = signature
             logger.warning("skipping %s", message)
 
+    def _forget_removed(self) -> None:
+        """Drop what was reported about paths that are gone: a daemon watching a folder
+        for months must not keep a record of every bad file ever dropped into it."""
+        for path in [p for p in self._reported if not os.path.lexists(p)]:
+            del self._reported[path]
+
     def _unlistable(self, exc: OSError) -> None:
         path = Path(exc.filename or self.name)
         self._report(path, f"{path}: cannot list the directory "
@@ -144,6 +150,7 @@ class FileStreamSource:
         played = 0.0  # seconds of audio released so far (for real-time pacing)
         while not self._stopped(stop):
             files = expand_audio_paths(self.paths, on_error=self._unlistable)
+            self._forget_removed()
             delivered = 0
             for path in files:
                 try:
