@@ -17,6 +17,8 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -125,20 +127,31 @@ RUN_SCRIPT_PROGRAM = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("moment", ["converted", "shutdown"])
-def test_run_script_exits_130_whatever_became_of_the_interrupt(moment):
-    proc = subprocess.Popen([sys.executable, "-c", RUN_SCRIPT_PROGRAM, moment],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=script_env(), cwd=ROOT)
+@contextmanager
+def _reaped(proc: subprocess.Popen) -> Iterator[subprocess.Popen]:
+    """The process, killed and reaped on the way out if a check failed before it ended."""
     try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)
+        yield proc
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def _interrupt(proc: subprocess.Popen, timeout: float) -> str:
+    """Ctrl-C, as a terminal sends it; what the process then wrote on stderr."""
+    proc.send_signal(signal.SIGINT)
+    return proc.communicate(timeout=timeout)[1]
+
+
+@pytest.mark.parametrize("moment", ["converted", "shutdown"])
+def test_run_script_exits_130_whatever_became_of_the_interrupt(moment):
+    with _reaped(subprocess.Popen([sys.executable, "-c", RUN_SCRIPT_PROGRAM, moment],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env=script_env(), cwd=ROOT)) as proc:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3)
+        err = _interrupt(proc, timeout=20)
     assert proc.returncode == 130, err
     assert err == ""
 
@@ -255,9 +268,9 @@ def _interrupt_while_loading(args: list[str], env: dict[str, str],
     "Loading" is seen from outside: TensorFlow's shared library mapped into the process
     (only model loading imports it).
     """
-    proc = subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
-    try:
+    with _reaped(subprocess.Popen([sys.executable, *args], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, env=env,
+                                  cwd=ROOT)) as proc:
         deadline = time.monotonic() + timeout
         maps = Path(f"/proc/{proc.pid}/maps")
         while proc.poll() is None and time.monotonic() < deadline:
@@ -265,12 +278,7 @@ def _interrupt_while_loading(args: list[str], env: dict[str, str],
                 break
             time.sleep(0.02)
         assert proc.poll() is None, f"exited before loading the models: {proc.stderr.read()}"
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = _interrupt(proc, timeout=60)
     return proc.returncode, err
 
 
