@@ -30,7 +30,6 @@ scripts print it as it is and go on with the next input.
 
 from __future__ import annotations
 
-import logging
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -73,8 +72,6 @@ __all__ = [
     "block_frames_for", "decode_pcm", "mono_blocks", "open_audio", "parse_wav_header",
     "read_audio", "to_int16", "write_wav",
 ]
-
-logger = logging.getLogger(__name__)
 
 # The input limits, in one place. They keep a header from deciding how much memory a run
 # takes: 384 kHz is the highest rate of studio converters, 64 channels more than any
@@ -172,7 +169,9 @@ class AudioReader:
             seconds = (first_frame + index // self.channels) / self.sample_rate
             detail = "" if problem.startswith("NaN") else f" ({flat[index]:.3g})"
             raise InvalidSamplesError(f"{self.path}: {problem}{detail} at {seconds:.3f} s")
-        return samples.astype(np.float32, copy=False)
+        if samples.dtype == np.float32 and samples.flags.writeable:
+            return samples  # libsndfile's own float32 block: nothing to convert
+        return samples.astype(np.float32)  # a writable copy (WAV bytes are read-only)
 
 
 class _WavReader(AudioReader):
@@ -195,9 +194,11 @@ class _WavReader(AudioReader):
             if got < count:
                 raise CorruptAudioError(f"{self.path}: file ended early (truncated while "
                                         f"being read?)")
-            if layout.format_tag == WAVE_FORMAT_IEEE_FLOAT:
-                self._checked(np.frombuffer(raw, dtype=f"<f{layout.bits // 8}"), done)
-            yield decode_pcm(raw, layout)
+            if layout.format_tag == WAVE_FORMAT_IEEE_FLOAT:  # checked and converted once
+                floats = np.frombuffer(raw, dtype=f"<f{layout.bits // 8}")
+                yield self._checked(floats.reshape(-1, layout.channels), done)
+            else:
+                yield decode_pcm(raw, layout)
             done += count
 
     def close(self) -> None:
