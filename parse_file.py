@@ -109,16 +109,19 @@ class _Writer:
                           file=self.out)
             if count is not None:
                 n = len(count[1])
-                prefix = f"{path}: " if self.several else ""
-                print(f"{prefix}{count[0]}: {n} event{'s' if n != 1 else ''}", file=self.out)
+                print(f"{self._prefix(path)}{count[0]}: {n} event{'s' if n != 1 else ''}",
+                      file=self.out)
         self.out.flush()
+
+    def _prefix(self, path: str) -> str:
+        """Text lines name their file only when there are several."""
+        return f"{path}: " if self.several else ""
 
     def _text_line(self, path: str, predictions: Sequence[Any]) -> None:
         """The original's line. With one file and no class above the threshold it printed
         an empty line, which scripts test for; the reason goes to the log (``-v``)."""
         if self.several or predictions:
-            prefix = f"{path}: " if self.several else ""
-            print(prefix + _line(predictions, self.threshold), file=self.out)
+            print(self._prefix(path) + _line(predictions, self.threshold), file=self.out)
             return
         logger.info("%s: %s", path, _no_class(self.threshold))
         print(file=self.out)

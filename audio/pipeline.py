@@ -181,7 +181,7 @@ class WavProcessor:
             if name.casefold() == wanted:
                 return i
         raise UnknownLabelError(f"unknown class {label!r} (not one of the classifier's "
-                         f"{len(self.labels)} labels)")
+                                f"{len(self.labels)} labels)")
 
     # -- frames → scores ------------------------------------------------------------------
     def _aggregate(self, frames: np.ndarray) -> tuple[np.ndarray, int]:
