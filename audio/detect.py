@@ -5,49 +5,47 @@ people want to know when a sound they care about started and ended, how sure the
 was and how loud it was. :class:`EventDetector` turns the frames into ``start``,
 optional ``update`` and ``end`` records, one frame at a time, so the same code serves a
 file (all frames at once) and a live microphone (a few frames per block), and the result
-does not depend on how the frames were chunked.
-
-A *sound* is one class or a group of classes whose score is the max of its members
-(``dog`` = Dog, Bark, Yip, ...). :func:`load_sound_groups` reads the groups shipped in
-``sound_groups.json`` or a user's file; :func:`resolve_sounds` turns a ``--listen`` list
-(and an ``--ignore`` list) into the sounds to follow.
+does not depend on how the frames were chunked. Which sounds it follows, and with which
+thresholds, is ``audio.sounds``' business (re-exported here for convenience).
 
 Pure numpy: the detector must run wherever the scores come from.
 """
 
 from __future__ import annotations
 
-import difflib
-import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from audio.errors import AudioAnalysisError, UsageError
+from audio.errors import AudioAnalysisError
+from audio.sounds import (
+    DEFAULT_GROUPS_FILE,
+    DEFAULT_THRESHOLD,
+    OFF_RATIO,
+    OVERRIDE_KEYS,
+    Sound,
+    SoundGroup,
+    SoundGroupsError,
+    Thresholds,
+    UnknownSoundError,
+    load_sound_groups,
+    resolve_sounds,
+)
+
+__all__ = ["DBFS_FLOOR", "DEFAULT_GROUPS_FILE", "DEFAULT_THRESHOLD", "OFF_RATIO",
+           "OVERRIDE_KEYS", "DetectorInputError", "EventDetector", "Sound", "SoundEvent",
+           "SoundGroup", "SoundGroupsError", "Thresholds", "UnknownSoundError",
+           "load_sound_groups", "resolve_sounds", "rms_dbfs"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GROUPS_FILE = Path(__file__).resolve().with_name("sound_groups.json")
 DBFS_FLOOR = -120.0
 """The level reported for digital silence, so that no event carries ``-inf`` into JSON."""
-DEFAULT_THRESHOLD = 0.5
-OFF_RATIO = 0.75
-"""Without an explicit ``off``, a sound keeps sounding down to 3/4 of its ``on`` score."""
-OVERRIDE_KEYS = ("threshold", "off", "min_duration", "max_not_heard", "min_dbfs")
 _EPS = 1e-9
 """Frame times are sums of floats: compare durations with this slack."""
-
-
-class UnknownSoundError(UsageError, ValueError):
-    """A ``--listen``/``--ignore`` name is neither a class of the backend nor a group."""
-
-
-class SoundGroupsError(UsageError, ValueError):
-    """A groups file cannot be read or says something the detector cannot use."""
 
 
 class DetectorInputError(AudioAnalysisError, ValueError):
@@ -69,186 +67,6 @@ def rms_dbfs(samples: np.ndarray) -> float:
     if rms <= 0.0:
         return DBFS_FLOOR
     return max(DBFS_FLOOR, 20.0 * math.log10(rms))
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a sound starts and ends: hysteresis, durations and the loudness gate.
-
-    A sound starts once its score has been ``>= on`` (in frames at least ``min_dbfs``
-    loud) for ``min_duration`` seconds, and ends once it has stayed ``< off`` for
-    ``max_not_heard`` seconds. ``off`` below ``on`` keeps one bark-and-pause from
-    flickering into many events. ``off=None`` means ``on * OFF_RATIO``.
-    """
-
-    on: float = DEFAULT_THRESHOLD
-    off: float | None = None
-    min_duration: float = 0.0
-    max_not_heard: float = 1.0
-    min_dbfs: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.off is None:
-            object.__setattr__(self, "off", self.on * OFF_RATIO)
-        if not 0.0 <= self.off <= self.on:  # type: ignore[operator]
-            raise SoundGroupsError(
-                f"off threshold {self.off} must lie between 0 and the on threshold {self.on}")
-        if self.min_duration < 0 or self.max_not_heard < 0:
-            raise SoundGroupsError("min_duration and max_not_heard cannot be negative")
-
-    def overridden(self, overrides: Mapping[str, float]) -> Thresholds:
-        """These defaults with one sound's overrides; a new ``threshold`` moves ``off`` too."""
-        on = float(overrides.get("threshold", self.on))
-        off = overrides.get("off", None if "threshold" in overrides else self.off)
-        changes = {k: float(v) for k, v in overrides.items() if k in OVERRIDE_KEYS[2:]}
-        return replace(self, on=on, off=None if off is None else float(off), **changes)
-
-
-@dataclass(frozen=True)
-class SoundGroup:
-    """One entry of a groups file: member classes (empty = a class override) + overrides."""
-
-    name: str
-    classes: tuple[str, ...] = ()
-    overrides: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class Sound:
-    """A sound the detector follows: its classes, their score columns, its thresholds."""
-
-    name: str
-    classes: tuple[str, ...]
-    indices: tuple[int, ...]
-    thresholds: Thresholds = field(default_factory=Thresholds)
-
-
-def _group_entry(name: str, entry: object, where: str) -> SoundGroup:
-    """Check one groups-file entry, so a typo fails at load and not mid-stream."""
-    if not isinstance(entry, dict):
-        raise SoundGroupsError(f"{where}: {name!r} must map to an object")
-    unknown = sorted(set(entry) - {"classes", *OVERRIDE_KEYS})
-    if unknown:
-        raise SoundGroupsError(f"{where}: {name!r} has unknown keys {unknown}; "
-                               f"known: classes, {', '.join(OVERRIDE_KEYS)}")
-    classes = entry.get("classes", [])
-    if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
-        raise SoundGroupsError(f"{where}: {name!r}: classes must be a list of names")
-    overrides = []
-    for key in OVERRIDE_KEYS:
-        if key in entry:
-            value = entry[key]
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SoundGroupsError(f"{where}: {name!r}: {key} must be a number")
-            overrides.append((key, float(value)))
-    return SoundGroup(name, tuple(classes), tuple(overrides))
-
-
-def load_sound_groups(path: str | Path | None = None) -> dict[str, SoundGroup]:
-    """The groups of a JSON file (the shipped defaults without ``path``), by lower-case name.
-
-    Top-level keys starting with ``_`` are comments: JSON has none of its own.
-    """
-    source = Path(path) if path is not None else DEFAULT_GROUPS_FILE
-    try:
-        data = json.loads(source.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise SoundGroupsError(f"cannot read the groups file {source}: {error}") from error
-    except json.JSONDecodeError as error:
-        raise SoundGroupsError(f"{source} is not valid JSON: {error}") from error
-    if not isinstance(data, dict):
-        raise SoundGroupsError(f"{source}: the top level must be an object of sounds")
-    groups: dict[str, SoundGroup] = {}
-    for name, entry in data.items():
-        if name.startswith("_"):
-            continue
-        if name.lower() in groups:
-            raise SoundGroupsError(f"{source}: {name!r} appears twice (names ignore case)")
-        groups[name.lower()] = _group_entry(name, entry, str(source))
-    return groups
-
-
-def _unknown(name: str, known: Sequence[str], what: str) -> UnknownSoundError:
-    """The error for an unknown name, with the closest known names to fix a typo."""
-    by_lower = {k.lower(): k for k in known}
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)
-    hint = f"; did you mean {', '.join(repr(by_lower[c]) for c in close)}?" if close else ""
-    return UnknownSoundError(f"unknown {what} {name!r}{hint}")
-
-
-def _split_names(names: str | Sequence[str], known: set[str]) -> list[str]:
-    """Split a comma list, re-joining pieces that form a known name ("Vehicle horn, car horn,
-    honking" is one AudioSet class); the longest known name wins."""
-    if not isinstance(names, str):
-        return [n.strip() for n in names if n.strip()]
-    pieces = [p.strip() for p in names.split(",")]
-    out: list[str] = []
-    i = 0
-    while i < len(pieces):
-        j = next((j for j in range(len(pieces), i, -1)
-                  if ", ".join(pieces[i:j]).lower() in known), i + 1)
-        joined = ", ".join(pieces[i:j])
-        if joined:
-            out.append(joined)
-        i = j
-    return out
-
-
-def _resolve_name(name: str, labels: Sequence[str], groups: Mapping[str, SoundGroup],
-                  label_index: Mapping[str, int], prefer_class: bool = False,
-                  ) -> tuple[str, tuple[str, ...]]:
-    """``name`` as (sound name, member classes). For ``--listen`` a group wins over a class
-    of the same name (``dog`` means the group); ``--ignore`` removes classes, so there the
-    class wins (``--ignore Dog`` keeps Bark)."""
-    group = groups.get(name.lower())
-    if prefer_class and name.lower() in label_index:
-        group = None
-    if group is not None and group.classes:
-        for member in group.classes:
-            if member.lower() not in label_index:
-                raise _unknown(member, labels, f"class in group {group.name!r}")
-        return group.name, group.classes
-    if name.lower() in label_index:
-        return labels[label_index[name.lower()]], (labels[label_index[name.lower()]],)
-    known = [*labels, *(g.name for g in groups.values() if g.classes)]
-    raise _unknown(name, known, "sound")
-
-
-def resolve_sounds(labels: Sequence[str], groups: Mapping[str, SoundGroup] | None = None,
-                   listen: str | Sequence[str] | None = None,
-                   ignore: str | Sequence[str] | None = None,
-                   defaults: Thresholds | None = None) -> tuple[Sound, ...]:
-    """The sounds to follow: ``--listen`` names (all classes without it), less ``--ignore``.
-
-    Names are classes of the backend (``labels``) or groups, in any case. Ignored names
-    remove their classes from every sound; a sound left with no class is dropped.
-    """
-    groups = groups or {}
-    defaults = defaults or Thresholds()
-    label_index = {label.lower(): i for i, label in enumerate(labels)}
-    known = set(label_index) | {g for g, entry in groups.items() if entry.classes}
-    ignored: set[str] = set()
-    for name in _split_names(ignore or [], known):
-        _, classes = _resolve_name(name, labels, groups, label_index, prefer_class=True)
-        ignored.update(c.lower() for c in classes)
-    if listen is None:
-        chosen = [(label, (label,)) for label in labels]
-    else:
-        names = _split_names(listen, known)
-        if not names:
-            raise UsageError("--listen names no sound")
-        chosen = [_resolve_name(n, labels, groups, label_index) for n in dict.fromkeys(names)]
-    sounds = []
-    for name, classes in chosen:
-        kept = tuple(c for c in classes if c.lower() not in ignored)
-        if not kept:
-            logger.info("not listening for %s: all its classes are ignored", name)
-            continue
-        group = groups.get(name.lower())
-        thresholds = defaults.overridden(dict(group.overrides)) if group else defaults
-        indices = tuple(label_index[c.lower()] for c in kept)
-        sounds.append(Sound(name, tuple(labels[i] for i in indices), indices, thresholds))
-    return tuple(sounds)
 
 
 @dataclass(frozen=True)
@@ -328,16 +146,27 @@ class EventDetector:
     Feed frames in time order with :meth:`push` (one) or :meth:`feed` (many), then call
     :meth:`close` at the end of the stream to end what is still sounding. With
     ``update_every`` seconds, an active event also reports an ``update`` that often.
+    Event ids count from ``first_id``, so that the detectors of consecutive files or
+    stream segments number their events as one sequence.
     """
 
     def __init__(self, sounds: Sequence[Sound], source: str = "",
-                 update_every: float | None = None) -> None:
+                 update_every: float | None = None, first_id: int = 1) -> None:
         self._tracks = [_Track(sound) for sound in sounds]
         self._source = source
         self._update_every = update_every
-        self._next_id = 1
+        self._next_id = int(first_id)
         self._last_start = -math.inf
         self._width = 1 + max((max(s.indices) for s in sounds), default=-1)
+
+    @property
+    def next_id(self) -> int:
+        """The id the next event will get (a detector that follows on takes it up)."""
+        return self._next_id
+
+    @property
+    def sounds(self) -> tuple[Sound, ...]:
+        return tuple(track.sound for track in self._tracks)
 
     def feed(self, scores: np.ndarray, starts: Sequence[float], durations: Sequence[float],
              dbfs: Sequence[float], timestamps: Sequence[float] | None = None,

@@ -21,13 +21,23 @@ window is classified as the classifier was trained, and the file's score of a cl
   events in long recordings); selectable with ``Settings.aggregate``.
 
 Memory. Files are read block by block (``audio.io``), resampled block by block, turned
-into frames by the backend block by block; only the per-frame features (128 bytes per
-0.96 s for VGGish) are kept, so a one-hour file needs about as much memory as a
-one-minute one.
+into frames by the backend block by block (``audio.framestream``); only the per-frame
+features (128 bytes per 0.96 s for VGGish) are kept, so a one-hour file needs about as
+much memory as a one-minute one.
+
+Short inputs. Anything with at least one sample is classified: audio shorter than one
+frame (a knock, a shutter) is zero-padded to one frame as the models' references do, and
+``AnalysisResult.padded`` says so. Only an input with no samples at all is an error.
+
+Events. With ``sounds`` (``audio.sounds.resolve_sounds``), the same frames are also scored
+one by one over a short context and run through the event detector
+(``audio.eventstream.FrameEvents``): ``AnalysisResult.events`` holds the file's sound
+events, each final, without a second pass over the audio.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import math
@@ -39,11 +49,14 @@ from pathlib import Path
 import numpy as np
 
 from audio.backends import Backend, create_backend
+from audio.detect import Sound, SoundEvent
 from audio.errors import UsageError
 from audio.events import Prediction
+from audio.eventstream import FrameEvents
+from audio.framestream import Frames, FrameStream, concat_frames
 from audio.io import AudioTooShortError, mono_blocks, open_audio
 from audio.native import silenced_native_stderr
-from audio.settings import MIN_AUDIO_SECONDS, Settings
+from audio.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +98,10 @@ class AnalysisResult:
     predictions: tuple[Prediction, ...]
     scores: np.ndarray
     timeline: tuple[WindowResult, ...] | None = None
+    padded: bool = False
+    """The input was shorter than one frame and was zero-padded to one."""
+    events: tuple[SoundEvent, ...] | None = None
+    """Sound events (their final ``end`` records), when sounds were asked for."""
 
 
 def count_events(flags: Sequence[bool]) -> int:
@@ -195,7 +212,9 @@ class WavProcessor:
             scores = (weights[:, None] * window_scores).sum(axis=0) / weights.sum()
         return scores.astype(np.float32), len(spans)
 
-    def _timeline(self, frames: np.ndarray, window_seconds: float) -> tuple[WindowResult, ...]:
+    def _timeline(self, frames: np.ndarray, window_seconds: float, duration: float
+                  ) -> tuple[WindowResult, ...]:
+        """Consecutive windows of whole frames; the last one ends no later than the audio."""
         backend = self.backend
         per_window = int(min(max(1, round(window_seconds / backend.frame_hop)),
                              backend.max_frames))
@@ -205,7 +224,8 @@ class WavProcessor:
         results = []
         for s, window, row in zip(starts, windows, scores, strict=True):
             start = s * backend.frame_hop
-            end = (s + window.shape[0] - 1) * backend.frame_hop + backend.frame_seconds
+            end = min((s + window.shape[0] - 1) * backend.frame_hop + backend.frame_seconds,
+                      max(duration, start))
             results.append(WindowResult(start, end, self.rank(row), row))
         return tuple(results)
 
@@ -213,22 +233,39 @@ class WavProcessor:
                        timeline_window: float | None = None) -> AnalysisResult:
         """Scores of per-frame features already computed by the backend."""
         if frames.shape[0] == 0:
-            raise AudioTooShortError(f"{duration:.3f} s of audio is too short for one "
-                                     f"classification (at least {MIN_AUDIO_SECONDS} s)")
+            raise AudioTooShortError(f"{duration:.3f} s of audio holds no sample to classify")
         scores, n_windows = self._aggregate(frames)
-        timeline = (self._timeline(frames, timeline_window)
+        timeline = (self._timeline(frames, timeline_window, duration)
                     if timeline_window is not None else None)
         return AnalysisResult(duration=duration, frames=int(frames.shape[0]),
                               windows_classified=n_windows, predictions=self.rank(scores),
                               scores=scores, timeline=timeline)
 
     # -- waveforms ------------------------------------------------------------------------
-    def _frames_of_blocks(self, blocks: Iterable[np.ndarray]) -> np.ndarray:
-        parts = list(self.backend.frame_features(blocks))
-        return np.concatenate(parts) if parts else np.zeros((0, 0))
+    def _stream(self, blocks: Iterable[np.ndarray], duration: float,
+                timeline_window: float | None, sounds: Sequence[Sound] | None,
+                source: str) -> AnalysisResult:
+        """Frames of 16 kHz blocks → the ranking, the timeline and, with ``sounds``, events."""
+        stream = FrameStream(self.backend)
+        events = FrameEvents(self.backend, sounds, source) if sounds is not None else None
+        parts: list[Frames] = []
+        records: list[SoundEvent] = []
+        for block in itertools.chain(blocks, [None]):
+            frames = stream.push(block) if block is not None else stream.finish()
+            parts.append(frames)
+            if events is not None:
+                records += events.push(frames)
+        if events is not None:
+            records += events.finish()
+        if stream.total_samples == 0:
+            raise AudioTooShortError(f"{source or 'the input'} holds no audio samples")
+        result = self.analyze_frames(concat_frames(parts).features, duration, timeline_window)
+        ended = tuple(r for r in records if r.kind == "end") if events is not None else None
+        return dataclasses.replace(result, padded=stream.padded, events=ended)
 
     def analyze(self, waveform: np.ndarray, sample_rate: int,
-                timeline_window: float | None = None) -> AnalysisResult:
+                timeline_window: float | None = None,
+                sounds: Sequence[Sound] | None = None) -> AnalysisResult:
         """A waveform in memory: float in [−1, 1] (or int16), 1-D or (frames, channels)."""
         data = np.asarray(waveform)
         if data.dtype == np.int16:
@@ -245,8 +282,7 @@ class WavProcessor:
             from audio.io import StreamResampler
 
             mono = StreamResampler(int(sample_rate), target).process(mono, final=True)
-        frames = self._frames_of_blocks([mono.astype(np.float32)])
-        return self.analyze_frames(frames, duration, timeline_window)
+        return self._stream([mono.astype(np.float32)], duration, timeline_window, sounds, "")
 
     def predict(self, waveform: np.ndarray, sample_rate: int) -> tuple[Prediction, ...]:
         """Ranked predictions of a waveform (what the loop calls for every window)."""
@@ -257,16 +293,12 @@ class WavProcessor:
         return [(p.label, p.score) for p in self.predict(data, sample_rate)]
 
     def analyze_file(self, path: str | os.PathLike[str],
-                     timeline_window: float | None = None) -> AnalysisResult:
+                     timeline_window: float | None = None,
+                     sounds: Sequence[Sound] | None = None) -> AnalysisResult:
         """A file of any supported format and length, streamed in blocks (bounded memory).
 
         Raises ``audio.io.AudioFileError`` subclasses for unusable files.
         """
-        with open_audio(Path(path), min_seconds=MIN_AUDIO_SECONDS) as reader:
-            duration = reader.duration
-            frames = self._frames_of_blocks(
-                mono_blocks(reader, self.backend.sample_rate, BLOCK_SECONDS))
-        if frames.shape[0] == 0:
-            raise AudioTooShortError(f"{path}: {duration:.3f} s of audio is too short for one "
-                                     f"classification")
-        return self.analyze_frames(frames, duration, timeline_window)
+        with open_audio(Path(path)) as reader:
+            blocks = mono_blocks(reader, self.backend.sample_rate, BLOCK_SECONDS)
+            return self._stream(blocks, reader.duration, timeline_window, sounds, str(path))

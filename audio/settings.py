@@ -54,8 +54,11 @@ DEFAULT_THRESHOLD = 0.1
 DEFAULT_MIN_TIME = 5.0
 DEFAULT_MAX_TIME = 7.0
 DEFAULT_TIMELINE_WINDOW = 0.96
+DEFAULT_MAX_NOT_HEARD = 1.0
 MIN_AUDIO_SECONDS = 0.975
-"""Shortest input that yields one VGGish example: 400 + 95 · 160 samples at 16 kHz."""
+"""Shortest capture window (``--min_time``): one whole VGGish example, 400 + 95 · 160
+samples at 16 kHz. Shorter *inputs* are classified (zero-padded to one frame); a live
+window that short would be classified mostly on padding."""
 
 
 class SettingsError(UsageError, ValueError):
@@ -85,6 +88,22 @@ class Settings:
     device: str | None = None
     # Timeline (parse_file.py --timeline).
     window: float = DEFAULT_TIMELINE_WINDOW
+    # Sound events (--events, --listen: audio.sounds, audio.detect).
+    events: bool = False
+    listen: str | None = None
+    ignore: str | None = None
+    event_threshold: float | None = None
+    """None: the classifier's per-class thresholds where it has them, else 0.5."""
+    min_dbfs: float | None = None
+    min_duration: float = 0.0
+    max_not_heard: float = DEFAULT_MAX_NOT_HEARD
+    sound_groups: Path | None = None
+    """A groups file replacing the shipped ``audio/sound_groups.json``."""
+
+    @property
+    def wants_events(self) -> bool:
+        """``--events``, or ``--listen`` (which implies it)."""
+        return self.events or self.listen is not None
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_CHOICES:
@@ -106,6 +125,21 @@ class Settings:
         if not (math.isfinite(self.window) and self.window > 0):
             raise SettingsError(f"--window must be a positive number of seconds, "
                                 f"got {self.window}")
+        self._check_events()
+
+    def _check_events(self) -> None:
+        threshold = self.event_threshold
+        if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 1.0):
+            raise SettingsError(f"--event_threshold must be in (0, 1], got {threshold}")
+        if self.min_dbfs is not None and not (math.isfinite(self.min_dbfs)
+                                              and self.min_dbfs <= 0):
+            raise SettingsError(f"--min_dbfs must be a level of at most 0 dBFS, got "
+                                f"{self.min_dbfs}")
+        for flag, value in (("--min_duration", self.min_duration),
+                            ("--max_not_heard", self.max_not_heard)):
+            if not (math.isfinite(value) and value >= 0):
+                raise SettingsError(f"{flag} must be a non-negative number of seconds, "
+                                    f"got {value}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace,
@@ -113,10 +147,14 @@ class Settings:
         """Settings from parsed arguments (missing attributes keep their defaults) + env."""
         values: dict[str, object] = {}
         for name in ("backend", "top_k", "threshold", "aggregate", "min_time", "max_time",
-                     "window", "device"):
+                     "window", "device", "events", "listen", "ignore", "event_threshold",
+                     "min_dbfs", "min_duration", "max_not_heard"):
             value = getattr(args, name, None)
             if value is not None:
                 values[name] = value
+        groups = getattr(args, "sound_groups", None)
+        if groups is not None:
+            values["sound_groups"] = Path(groups).expanduser()
         save_path = getattr(args, "save_path", None)
         if save_path is not None:
             values["save_path"] = Path(save_path).expanduser()
@@ -178,3 +216,33 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                        help=f"report at most N classes (default {DEFAULT_TOP_K})")
     group.add_argument("--threshold", type=float, default=None, metavar="SCORE",
                        help=f"report classes scoring above SCORE (default {DEFAULT_THRESHOLD})")
+
+
+def add_event_arguments(parser: argparse.ArgumentParser) -> None:
+    """The sound-event flags shared by the entry scripts (``audio.sounds``, ``audio.detect``)."""
+    group = parser.add_argument_group(
+        "sound events", "when a sound started and ended: a class, or a group of classes "
+                        "from the groups file (dog, siren, glass breaking, ...)")
+    group.add_argument("--events", action="store_true", default=None,
+                       help="report sound events (start, end, peak score, level)")
+    group.add_argument("--listen", metavar="SOUNDS", default=None,
+                       help="comma-separated sounds to follow, classes or groups, any case "
+                            "(implies --events; default: every class)")
+    group.add_argument("--ignore", metavar="CLASSES", default=None,
+                       help="comma-separated classes (or groups) never to report")
+    group.add_argument("--event_threshold", type=float, default=None, metavar="SCORE",
+                       help="score at which a sound starts (default: the classifier's "
+                            "per-class thresholds where it has them, else 0.5); it ends "
+                            "below 3/4 of it")
+    group.add_argument("--min_dbfs", type=float, default=None, metavar="DBFS",
+                       help="frames quieter than this level never start an event "
+                            "(e.g. -50; default: no gate)")
+    group.add_argument("--min_duration", type=float, default=None, metavar="SECONDS",
+                       help="seconds a sound must be heard before its event starts "
+                            "(default 0: the first frame)")
+    group.add_argument("--max_not_heard", type=float, default=None, metavar="SECONDS",
+                       help=f"seconds without the sound that end its event (default "
+                            f"{DEFAULT_MAX_NOT_HEARD:g})")
+    group.add_argument("--sound_groups", metavar="FILE", default=None,
+                       help="JSON file of sound groups and per-sound thresholds, replacing "
+                            "the shipped audio/sound_groups.json")

@@ -109,9 +109,25 @@ def test_timeline_windows_and_times(wav_processor, rng):
         assert len(window.scores) == len(wav_processor.labels)
 
 
-def test_too_short_audio_is_a_typed_error(wav_processor):
-    with pytest.raises(AudioTooShortError):
-        wav_processor.analyze(np.zeros(15000), RATE)
+def test_short_audio_is_padded_to_one_frame_and_classified(wav_processor, rng):
+    """A 0.3 s clip is zero-padded to one 0.96 s example, as VGGish's reference pads: the
+    scores are exactly those of the padded example, and the result says it was padded."""
+    clip = _noise(rng, 0.3)
+    result = wav_processor.analyze(clip, RATE, timeline_window=0.96)
+    assert result.padded and result.frames == 1 and result.predictions
+    padded = np.zeros(15600, dtype=np.float32)
+    padded[:clip.shape[0]] = clip
+    reference = wav_processor.analyze(padded, RATE)
+    assert not reference.padded
+    np.testing.assert_allclose(result.scores, reference.scores, rtol=1e-5, atol=1e-6)
+    assert result.timeline[0].end == pytest.approx(0.3)  # not past the end of the audio
+    ten_ms = wav_processor.analyze(_noise(rng, 0.01), RATE)
+    assert ten_ms.padded and ten_ms.frames == 1
+
+
+def test_no_samples_at_all_is_a_typed_error(wav_processor):
+    with pytest.raises(AudioTooShortError, match="no audio samples"):
+        wav_processor.analyze(np.zeros(0), RATE)
 
 
 def test_missing_model_files_name_the_download_command(tmp_path):
@@ -147,6 +163,7 @@ class _ScriptedBackend:
 
     def __init__(self, frames: np.ndarray, max_frames: int) -> None:
         self._frames = frames
+        self._emitted = 0
         self.max_frames = max_frames
         self.labels = [f"class {i}" for i in range(frames.shape[1])]
         self.windows_seen: list[int] = []
@@ -155,9 +172,12 @@ class _ScriptedBackend:
         pass
 
     def frame_features(self, blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-        for _ in blocks:
-            pass
-        yield self._frames
+        """The next scripted rows, one per whole frame of each block."""
+        hop = round(self.frame_hop * RATE)
+        for block in blocks:
+            count = block.shape[0] // hop
+            yield self._frames[self._emitted:self._emitted + count]
+            self._emitted += count
 
     def score_windows(self, windows: Sequence[np.ndarray]) -> np.ndarray:
         self.windows_seen.extend(w.shape[0] for w in windows)

@@ -28,6 +28,12 @@ class VGGishBackend:
     sample_rate = PARAMS.sample_rate
     frame_hop = PARAMS.example_hop_seconds
     frame_seconds = PARAMS.example_window_seconds
+    pads_tail = False
+    """A partial last example is dropped, as ``vggish_input`` does (a stream shorter than
+    one example is still zero-padded to one: ``audio.framestream``)."""
+    event_context = 3
+    """Frames a frame is scored over for events: the classifiers were trained on clips of
+    several 0.96 s frames, and one frame alone is scored on little evidence."""
 
     def __init__(self, vggish_checkpoint: str | None = None, pca_params: str | None = None,
                  model: str | None = None, batch_size: int = 64) -> None:
@@ -43,6 +49,8 @@ class VGGishBackend:
         self._hop_samples = PARAMS.stft_hop_length_samples * PARAMS.example_hop_frames
         self._example_samples = (PARAMS.stft_hop_length_samples * (PARAMS.num_frames - 1)
                                  + PARAMS.stft_window_length_samples)
+        self.frame_samples = self._example_samples
+        self.hop_samples = self._hop_samples
 
     # -- loading ------------------------------------------------------------------------
     def load(self) -> None:
@@ -87,6 +95,14 @@ class VGGishBackend:
     def labels(self) -> Sequence[str]:
         self._require()
         return list(self._bundle.labels)
+
+    @property
+    def class_thresholds(self) -> dict[str, float] | None:
+        """The bundle's per-class thresholds (``config.json``), when it has them."""
+        from yt8m.bundle import class_thresholds
+
+        self._require()
+        return class_thresholds(getattr(self._bundle, "config", None), self.labels)
 
     # -- computing ----------------------------------------------------------------------
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:

@@ -332,6 +332,11 @@ class YamnetBackend:
     sample_rate = YAMNET.sample_rate
     frame_hop = YAMNET.patch_hop_seconds
     frame_seconds = YAMNET.frame_seconds
+    frame_samples = YAMNET.frame_samples
+    hop_samples = YAMNET.hop_samples
+    pads_tail = True
+    event_context = 1
+    """Each YAMNet frame carries its own scores: events follow them frame by frame."""
     UNBOUNDED_FRAMES = 2**31 - 1
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None,
@@ -372,6 +377,15 @@ class YamnetBackend:
     def labels(self) -> list[str]:
         model = self._require()
         return list(self._head.labels) if self._head is not None else list(model.labels)
+
+    @property
+    def class_thresholds(self) -> dict[str, float] | None:
+        """A custom head's per-class thresholds, when it has them (YAMNet has none)."""
+        if self._head is None:
+            return None
+        from yt8m.bundle import class_thresholds
+
+        return class_thresholds(getattr(self._head, "config", None), self.labels)
 
     def _features(self, frames: np.ndarray) -> np.ndarray:
         model = self._require()

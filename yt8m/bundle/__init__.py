@@ -27,6 +27,7 @@ from yt8m.bundle.format import (
     BundleError,
     BundleNotFoundError,
     HeadError,
+    class_thresholds,
     fingerprint,
     locate_bundle,
     member_l2_normalize,
@@ -44,7 +45,7 @@ __all__ = [
     "CONFIG_FILE", "DEFAULT_BUNDLE", "FORMAT_VERSION", "LABELS_FILE", "METRICS_FILE",
     "MODEL_ENV", "PROVENANCE_FILE", "Bundle", "BundleError", "BundleNotFoundError",
     "BundleWriter", "Head", "HeadError", "TFLiteBundle", "atomic_write", "build_members",
-    "bundle_threshold", "export_bundle", "find_bundle_export", "fingerprint",
+    "bundle_threshold", "class_thresholds", "export_bundle", "find_bundle_export", "fingerprint",
     "is_head_bundle", "load_classifier", "load_head", "load_keras_bundle", "locate_bundle",
     "member_l2_normalize", "read_labels", "resolve_bundle_path", "save_head",
 ]

@@ -93,6 +93,36 @@ def read_config(path: Path) -> dict[str, Any]:
     return json.loads((path / CONFIG_FILE).read_text(encoding="utf-8"))
 
 
+def class_thresholds(config: Any, labels: Sequence[str]) -> dict[str, float] | None:
+    """A bundle's per-class decision thresholds, by display name, else None.
+
+    ``config["class_thresholds"]`` is either a list aligned with the labels or an object
+    ``{display_name: threshold}`` (classes left out have none). Values outside [0, 1) and
+    unknown names are a ``BundleError``: a threshold silently dropped would make the event
+    detector fall back to the global one without saying so.
+    """
+    raw = config.get("class_thresholds") if isinstance(config, dict) else None
+    if raw is None:
+        return None
+    if isinstance(raw, list):
+        if len(raw) != len(labels):
+            raise BundleError(f"class_thresholds has {len(raw)} values for {len(labels)} classes")
+        raw = dict(zip(labels, raw, strict=True))
+    if not isinstance(raw, dict):
+        raise BundleError("class_thresholds must be a list or an object of numbers")
+    known = set(labels)
+    out: dict[str, float] = {}
+    for name, value in raw.items():
+        if value is None:
+            continue
+        if name not in known:
+            raise BundleError(f"class_thresholds names {name!r}, which is not a class")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+            raise BundleError(f"class_thresholds[{name!r}] = {value!r} is not in [0, 1)")
+        out[name] = float(value)
+    return out
+
+
 def read_labels(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     """(mids, display names) in index order from a class_labels_indices-style CSV."""
     rows: dict[int, tuple[str, str]] = {}
