@@ -96,9 +96,8 @@ class EventStream:
             logger.debug("%s: audio does not continue at %.3f s; events restart", source,
                          start)
             records += self.close()
-        if self._frames is None:
-            self._start_segment(start, source)
-        assert self._frames is not None and self._events is not None
+        if self._frames is None or self._events is None:
+            self._frames, self._events = self._start_segment(start, source)
         if timestamp is not None:
             end = start + samples.shape[0] / self._backend.sample_rate
             self._events.clock_offset = float(timestamp) - end
@@ -114,12 +113,13 @@ class EventStream:
         return records
 
     def _continues(self, start: float, source: str) -> bool:
-        assert self._frames is not None
+        if self._frames is None:
+            return False
         expected = self._frames.origin + self._frames.duration
         return source == self._source and abs(start - expected) <= CONTINUITY_TOLERANCE
 
-    def _start_segment(self, start: float, source: str) -> None:
-        self._frames = FrameStream(self._backend, origin=start)
-        self._events = FrameEvents(self._backend, self._sounds, source, context=self._context,
-                                   update_every=self._update_every, first_id=self._next_id)
+    def _start_segment(self, start: float, source: str) -> tuple[FrameStream, FrameEvents]:
         self._source = source
+        return (FrameStream(self._backend, origin=start),
+                FrameEvents(self._backend, self._sounds, source, context=self._context,
+                            update_every=self._update_every, first_id=self._next_id))

@@ -173,10 +173,15 @@ def _resolve_name(name: str, labels: Sequence[str], groups: Mapping[str, SoundGr
     if prefer_class and name.lower() in label_index:
         group = None
     if group is not None and group.classes:
-        for member in group.classes:
-            if member.lower() not in label_index:
-                raise _unknown(member, labels, f"class in group {group.name!r}")
-        return group.name, group.classes
+        present = tuple(m for m in group.classes if m.lower() in label_index)
+        missing = [m for m in group.classes if m.lower() not in label_index]
+        if not present:
+            raise _unknown(missing[0], labels, f"class in group {group.name!r} (none of its "
+                                               f"classes is one of this classifier's)")
+        if missing:  # a custom classifier knows fewer classes; a typo shows here too
+            logger.warning("sound %r: %s not among this classifier's classes; listening to "
+                           "%s", group.name, ", ".join(map(repr, missing)), ", ".join(present))
+        return group.name, tuple(labels[label_index[m.lower()]] for m in present)
     if name.lower() in label_index:
         return labels[label_index[name.lower()]], (labels[label_index[name.lower()]],)
     known = [*labels, *(g.name for g in groups.values() if g.classes)]
