@@ -84,7 +84,7 @@ class _Run:
     def __init__(self, settings: Settings, options: _Options, out: TextIO,
                  to_stream: bool) -> None:
         self.settings, self.options = settings, options
-        self.event_columns = settings.wants_events or options.count is not None
+        self.with_events = settings.wants_events or options.count is not None
         self.stream = self._writer(out, options.several) if to_stream else None
         self._sounds: tuple[Any, ...] | None = None
         self._shown: set[str] | None = None
@@ -94,7 +94,7 @@ class _Run:
     def _writer(self, out: TextIO, several: bool) -> ReportWriter:
         return ReportWriter(out, self.options.fmt, several=several,
                             threshold=self.settings.threshold, timeline=self.options.timeline,
-                            event_columns=self.event_columns)
+                            event_columns=self.with_events)
 
     def all(self, items: Sequence[Input], targets: Sequence[Path | None]) -> int:
         from audio.pipeline import WavProcessor
@@ -131,7 +131,9 @@ class _Run:
         return written
 
     def _resolve(self, processor: Any) -> tuple[Any, ...] | None:
-        if not self._resolved:
+        """The sounds to detect; without events nothing is asked of the processor, whose
+        model is then loaded only by the first readable file."""
+        if not self._resolved and self.with_events:
             self._sounds, self._shown, self._counted = _sounds(
                 self.settings, self.options.count, processor.labels,
                 processor.backend.class_thresholds)
