@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import logging
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,6 +28,7 @@ from audio.reports import EVENT_FORMATS, FORMATS
 from audio.reports.inputs import Input, expand_inputs, output_paths, prepare_output_dir
 from audio.reports.writer import Count, FileReport, ReportWriter
 from audio.settings import Settings
+from audio.sounds import Sound, configured_sounds
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def classify_files(inputs: Sequence[str], settings: Settings, *, fmt: str = "tex
         raise UsageError(f"--format {fmt} writes one {what} per audio file: give one file, "
                          f"or --output_dir DIR for these {len(files)} files")
     options = _Options(fmt, timeline, count, plot, len(items) > 1)
-    return _Run(settings, options, out or sys.stdout, output_dir is None).all(items, targets)
+    return _Run(settings, options, out or sys.stdout, output_dir is None).run(items, targets)
 
 
 class _Run:
@@ -86,7 +87,7 @@ class _Run:
         self.settings, self.options = settings, options
         self.with_events = settings.wants_events or options.count is not None
         self.stream = self._writer(out, options.several) if to_stream else None
-        self._sounds: tuple[Any, ...] | None = None
+        self._sounds: tuple[Sound, ...] | None = None
         self._shown: set[str] | None = None
         self._counted: str | None = None
         self._resolved = False
@@ -96,7 +97,7 @@ class _Run:
                             threshold=self.settings.threshold, timeline=self.options.timeline,
                             event_columns=self.with_events)
 
-    def all(self, items: Sequence[Input], targets: Sequence[Path | None]) -> int:
+    def run(self, items: Sequence[Input], targets: Sequence[Path | None]) -> int:
         from audio.pipeline import WavProcessor
 
         status = EXIT_OK
@@ -105,11 +106,11 @@ class _Run:
                 if item.error is not None:
                     self._error(item.path, item.error)
                     status = EXIT_USAGE
-                elif not self.one(processor, item.path, target):
+                elif not self.classify(processor, item.path, target):
                     status = EXIT_USAGE
         return status
 
-    def one(self, processor: Any, path: str, target: Path | None) -> bool:
+    def classify(self, processor: Any, path: str, target: Path | None) -> bool:
         """Classify and report one file; False when it could not be read or reported."""
         options = self.options
         need_windows = options.timeline or options.plot is not None
@@ -130,7 +131,7 @@ class _Run:
                             self.settings.threshold, options.several) and written
         return written
 
-    def _resolve(self, processor: Any) -> tuple[Any, ...] | None:
+    def _resolve(self, processor: Any) -> tuple[Sound, ...] | None:
         """The sounds to detect; without events nothing is asked of the processor, whose
         model is then loaded only by the first readable file."""
         if not self._resolved and self.with_events:
@@ -177,12 +178,10 @@ def _opened(target: Path) -> Iterator[TextIO]:
 
 
 def _sounds(settings: Settings, count: str | None, labels: Sequence[str],
-            class_thresholds: Any) -> tuple[tuple[Any, ...] | None, set[str] | None,
-                                            str | None]:
+            class_thresholds: Mapping[str, float] | None,
+            ) -> tuple[tuple[Sound, ...] | None, set[str] | None, str | None]:
     """The sounds to detect, the names of those to show (None: events not asked for) and
     the name of the counted one; ``UnknownSoundError`` for a name the backend lacks."""
-    from audio.sounds import configured_sounds
-
     shown = configured_sounds(settings, labels, class_thresholds)
     sounds = list(shown or ())
     counted = None
