@@ -201,6 +201,9 @@ def test_bundle_class_thresholds_and_their_precedence():
                          ({"Dog": 1.5}, r"not in \[0, 1\)"), ("x", "list or an object")):
         with pytest.raises(BundleError, match=message):
             class_thresholds({"class_thresholds": bad}, labels)
+    head = {"format": "numpy-head", "threshold": 0.8}  # a custom head's one tuned threshold
+    assert class_thresholds(head, labels) == dict.fromkeys(labels, 0.8)
+    assert class_thresholds({**head, "format": "keras"}, labels) is None
     calibrated = {"Dog": 0.2, "Bark": 0.4, "Siren": 0.3}
     settings = Settings(listen="Bark,Siren")
     by_name = {s.name: s.thresholds for s in configured_sounds(settings, labels, calibrated)}

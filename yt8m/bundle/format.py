@@ -97,13 +97,17 @@ def class_thresholds(config: Any, labels: Sequence[str]) -> dict[str, float] | N
     """A bundle's per-class decision thresholds, by display name, else None.
 
     ``config["class_thresholds"]`` is either a list aligned with the labels or an object
-    ``{display_name: threshold}`` (classes left out have none). Values outside [0, 1) and
-    unknown names are a ``BundleError``: a threshold silently dropped would make the event
+    ``{display_name: threshold}`` (classes left out have none). A custom head
+    (``audio.train_custom``) that only carries its one tuned ``threshold`` applies it to
+    each of its classes: that is the threshold it was tuned to decide with. Values
+    outside [0, 1) and unknown names are a ``BundleError``: a threshold silently dropped would make the event
     detector fall back to the global one without saying so.
     """
-    raw = config.get("class_thresholds") if isinstance(config, dict) else None
-    if raw is None:
+    if not isinstance(config, dict):
         return None
+    raw = config.get("class_thresholds")
+    if raw is None:
+        return _head_threshold(config, labels)
     if isinstance(raw, list):
         if len(raw) != len(labels):
             raise BundleError(f"class_thresholds has {len(raw)} values for {len(labels)} classes")
@@ -121,6 +125,14 @@ def class_thresholds(config: Any, labels: Sequence[str]) -> dict[str, float] | N
             raise BundleError(f"class_thresholds[{name!r}] = {value!r} is not in [0, 1)")
         out[name] = float(value)
     return out
+
+
+def _head_threshold(config: dict[str, Any], labels: Sequence[str]) -> dict[str, float] | None:
+    value = config.get("threshold")
+    if config.get("format") != HEAD_FORMAT or isinstance(value, bool) \
+            or not isinstance(value, (int, float)) or not 0 < value < 1:
+        return None
+    return {label: float(value) for label in labels}
 
 
 def read_labels(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
