@@ -1,0 +1,123 @@
+"""The DeviceHive sink against a misbehaving server: nothing leaks, nothing stalls.
+
+Real sockets and threads throughout: the test server (``tests.dh_server``) injects the
+faults, and the process's own thread and descriptor counts come from ``/proc``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from audio.sinks.devicehive import DeviceHiveSettings, DeviceHiveSink
+from tests.dh_server import DeviceHiveTestServer
+
+DEVICE = "audio-fault-1"
+
+
+def _threads_and_fds() -> tuple[int, int]:
+    status = open("/proc/self/status", encoding="ascii").read()
+    threads = int(re.search(r"^Threads:\s+(\d+)", status, re.M).group(1))
+    return threads, len(os.listdir("/proc/self/fd"))
+
+
+def _settle(baseline: tuple[int, int], timeout: float = 10) -> tuple[int, int]:
+    """The counts once they are back at ``baseline`` (or whatever they are at ``timeout``):
+    the server's handler threads end a moment after each connection closes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _threads_and_fds()
+        if (now[0] <= baseline[0] and now[1] <= baseline[1]) or time.monotonic() > deadline:
+            return now
+        time.sleep(0.05)
+
+
+def _fast_settings(server: DeviceHiveTestServer, transport: str, **kw) -> DeviceHiveSettings:
+    _access, refresh = server.issue_tokens()
+    kw.setdefault("connect_timeout", 2)
+    kw.setdefault("request_timeout", 2)
+    return DeviceHiveSettings(url=server.ws_url if transport == "ws" else server.rest_url,
+                              device_id=DEVICE, refresh_token=refresh,
+                              backoff_initial=0.001, backoff_max=0.005, **kw)
+
+
+def _fail_attempts(server: DeviceHiveTestServer, transport: str, attempts: int,
+                   **kw) -> tuple[tuple[int, int], tuple[int, int], dict]:
+    """Counts (before, after) ``attempts`` failed connection attempts by one sink."""
+    before = _threads_and_fds()
+    sink = DeviceHiveSink(_fast_settings(server, transport, **kw))
+    try:
+        start = server.connections
+        assert server.wait_for(lambda s: s.connections - start >= attempts, 120), (
+            f"only {server.connections - start} attempts")
+        status = sink.status()
+    finally:
+        sink.close(timeout=0)
+    return before, _settle(before), status
+
+
+@pytest.mark.parametrize("fault", ["401", "500", "invalid_json", "upgrade_500"])
+def test_100_failed_websocket_attempts_leak_no_thread_and_no_socket(fault):
+    with DeviceHiveTestServer() as server:
+        server.fault = fault
+        _fail_attempts(server, "ws", 3)  # warm-up: lazy imports, first-use allocations
+        before, after, status = _fail_attempts(server, "ws", 100)
+    print(f"\nws {fault}: threads/fds before {before}, after 100 failures {after}")
+    assert status["state"] in ("connecting", "disconnected")
+    assert {"401": "401", "500": "500", "invalid_json": "not valid JSON",
+            "upgrade_500": "500"}[fault] in status["last_error"]
+    assert after[0] <= before[0], f"threads: {before[0]} -> {after[0]}"
+    assert after[1] <= before[1], f"open descriptors: {before[1]} -> {after[1]}"
+
+
+@pytest.mark.parametrize("fault", ["401", "500", "invalid_json"])
+def test_failed_rest_attempts_leak_no_thread_and_no_socket(fault):
+    with DeviceHiveTestServer() as server:
+        server.fault = fault
+        _fail_attempts(server, "rest", 3)
+        before, after, _status = _fail_attempts(server, "rest", 50)
+    print(f"\nrest {fault}: threads/fds before {before}, after 50 failures {after}")
+    assert after == before or (after[0] <= before[0] and after[1] <= before[1]), (before, after)
+
+
+@pytest.mark.parametrize("transport", ["ws", "rest"])
+def test_abandoned_attempts_on_a_hanging_server_leak_nothing(transport):
+    """The server accepts and never answers: each attempt is abandoned at its deadline."""
+    with DeviceHiveTestServer() as server:
+        server.fault = "hang"
+        _fail_attempts(server, transport, 1, connect_timeout=0.2, request_timeout=0.2)
+        before, after, status = _fail_attempts(server, transport, 10, connect_timeout=0.2,
+                                               request_timeout=0.2)
+    print(f"\n{transport} hang: threads/fds before {before}, after 10 abandoned {after}")
+    assert re.search(r"0\.2 s|timed out", status["last_error"]), status["last_error"]
+    assert after[0] <= before[0] and after[1] <= before[1], (before, after)
+
+
+@pytest.mark.parametrize("transport", ["ws", "rest"])
+def test_refused_lookup_after_a_reconnect_resends_and_counts_the_duplicate(
+        dh_server, make_event, transport):
+    """A token that may not list notifications (403): the uncertain one is sent again."""
+    dh_server.refuse_list = True
+    sink = DeviceHiveSink(_fast_settings(dh_server, transport))
+    try:
+        sink.handle(make_event(0))
+        assert dh_server.wait_for(lambda s: len(s.device_notifications(DEVICE)) == 1, 10)
+        dh_server.drop_after_store = 1  # stored, then the connection is cut: uncertain
+        for i in range(1, 4):
+            sink.handle(make_event(i))
+        assert sink.flush(15), sink.status()
+        starts = [n["parameters"]["window"]["start"]
+                  for n in dh_server.device_notifications(DEVICE)]
+        assert starts == [0.0, 0.96, 0.96, 1.92, 2.88]  # nothing lost, one duplicate
+        status = sink.status()
+        assert status["duplicates"] == 1 and status["sent"] == 4 and status["queued"] == 0
+        assert ("rest" if transport == "rest" else "websocket",
+                "notification/list") in dh_server.requests
+        # Delivery goes on afterwards.
+        sink.handle(make_event(4))
+        assert sink.flush(10) and sink.status()["sent"] == 5
+    finally:
+        sink.close()
