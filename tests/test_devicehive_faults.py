@@ -6,15 +6,24 @@ faults, and the process's own thread and descriptor counts come from ``/proc``.
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from audio.sinks.devicehive import DeviceHiveSettings, DeviceHiveSink
+from tests.conftest import require_shared
 from tests.dh_server import DeviceHiveTestServer
 
+ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "audio-fault-1"
 
 
@@ -121,3 +130,73 @@ def test_refused_lookup_after_a_reconnect_resends_and_counts_the_duplicate(
         assert sink.flush(10) and sink.status()["sent"] == 5
     finally:
         sink.close()
+
+
+def _daemon_status(port: int) -> dict:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        conn.request("GET", "/api/status")
+        return json.loads(conn.getresponse().read())
+    finally:
+        conn.close()
+
+
+def _start_daemon(tmp_path: Path, server: DeviceHiveTestServer,
+                  ) -> tuple[subprocess.Popen, int, Path]:
+    """daemon.py (YAMNet, a looped file) sending to ``server``; returns once it runs."""
+    yamnet = require_shared("models", "yamnet", "yamnet.tflite")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    _access, refresh = server.issue_tokens()
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
+    env.pop("AUDIO_ANALYSIS_CONFIG", None)
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "daemon.py"), "--source",
+             str(ROOT / "examples" / "speech.wav"), "--min_time", "1", "--backend", "yamnet",
+             "--yamnet_model", str(yamnet), "--port", str(port),
+             "--config", str(tmp_path / "config.json"), "--dh_url", server.ws_url,
+             "--dh_refresh_token", refresh, "--dh_device_id", DEVICE],
+            cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-2000:]
+        try:
+            if _daemon_status(port)["events"]["total"] >= 3:
+                return proc, port, log
+        except OSError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError(f"the daemon did not start: {log.read_text()[-2000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["from_the_start", "after_connecting"])
+def test_sigterm_exits_within_5_s_while_the_server_hangs(tmp_path, when):
+    """The server accepts the WebSocket and never answers (from the start, or once the
+    daemon is connected and sending): SIGTERM still ends the daemon within 5 s."""
+    with DeviceHiveTestServer() as server:
+        if when == "from_the_start":
+            server.fault = "hang"
+        proc, port, log = _start_daemon(tmp_path, server)
+        try:
+            if when == "after_connecting":
+                assert server.wait_for(lambda s: len(s.device_notifications(DEVICE)) >= 1, 30)
+                server.fault = "hang"  # the next insert is never answered
+                time.sleep(1.5)
+                dh = _daemon_status(port)["devicehive"]
+                assert dh["state"] == "connected" and dh["queued"] >= 1, dh  # one is stuck
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            code = proc.wait(30)
+            took = time.monotonic() - started
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    print(f"\nSIGTERM with a hanging server ({when}): exit {code} after {took:.2f} s")
+    assert code == 0, log.read_text()[-2000:]
+    assert took < 8, f"SIGTERM took {took:.2f} s"

@@ -56,13 +56,16 @@ def describe(error: BaseException) -> str:
 class Connection:
     """One library transport, its registered device and an executor for its requests."""
 
-    def __init__(self, settings: DeviceHiveSettings) -> None:
+    def __init__(self, settings: DeviceHiveSettings,
+                 stop: threading.Event | None = None) -> None:
+        """Start connecting; ``stop`` (the sink's) ends every wait of this connection."""
         # Imported late: --help stays instant.
         from devicehive import Handler
 
         from audio.sinks.devicehive.transport import open_transport
 
         self.settings = settings
+        self.stop = stop or threading.Event()
         self.abandoned = False
         self.ready = threading.Event()
         self.device: Any = None
@@ -101,10 +104,10 @@ class Connection:
             return describe(info[1])
         return self.error or "connection lost"
 
-    def wait_ready(self, stop: threading.Event) -> None:
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + self.settings.connect_timeout
         while not self.ready.wait(0.05):
-            if stop.is_set():
+            if self.stop.is_set():
                 raise ConnectionDead("stopping")
             if not self.transport.is_alive() or self.transport.exception_info:
                 raise ConnectionDead(self.failure())
@@ -134,6 +137,8 @@ class Connection:
                 pass
             if not self.alive():
                 raise Ambiguous(self.failure())
+            if self.stop.is_set():
+                raise Ambiguous("stopping")
             if time.monotonic() > deadline:
                 raise Ambiguous(f"no reply within {self.settings.request_timeout:g} s")
 
@@ -179,7 +184,7 @@ class Connection:
                 continue
         return False
 
-    def close(self, timeout: float = 1.0) -> None:
+    def close(self, timeout: float = 0.5) -> None:
         """Abandon the connection: its socket is closed and its threads end (each wait
         bounded by ``timeout``; a thread still blocked then finishes the cleanup itself
         when its call returns, within the connect or request timeout)."""

@@ -232,8 +232,8 @@ class DeviceHiveSink:
                 return None
         self._set(state="connecting")
         try:
-            connection = link.connection = Connection(settings)
-            connection.wait_ready(self._stop)
+            connection = link.connection = Connection(settings, self._stop)
+            connection.wait_ready()
             self._resolve_uncertain(connection)
         except (ConnectionDead, Ambiguous) as error:
             link.drop()
@@ -310,7 +310,9 @@ class DeviceHiveSink:
         link.backoff = settings.backoff_initial
 
     def _lost(self, error: str, settings: DeviceHiveSettings) -> None:
-        logger.warning("DeviceHive: connection to %s lost: %s", redact_url(settings.url), error)
+        if not self._stop.is_set():  # closing abandons the connection: nothing was lost
+            logger.warning("DeviceHive: connection to %s lost: %s",
+                           redact_url(settings.url), error)
         self._set(state="disconnected", last_error=error, connected_since=None,
                   reconnects=self.reconnects + 1)
 
