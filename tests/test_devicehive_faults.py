@@ -132,33 +132,46 @@ def test_refused_lookup_after_a_reconnect_resends_and_counts_the_duplicate(
         sink.close()
 
 
-def _daemon_status(port: int) -> dict:
+def _daemon_request(port: int, method: str, path: str, body: str | None = None,
+                    headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     try:
-        conn.request("GET", "/api/status")
-        return json.loads(conn.getresponse().read())
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
     finally:
         conn.close()
 
 
-def _start_daemon(tmp_path: Path, server: DeviceHiveTestServer,
-                  ) -> tuple[subprocess.Popen, int, Path]:
-    """daemon.py (YAMNet, a looped file) sending to ``server``; returns once it runs."""
+def _daemon_status(port: int) -> dict:
+    return json.loads(_daemon_request(port, "GET", "/api/status")[1])
+
+
+def _start_daemon(tmp_path: Path, server: DeviceHiveTestServer, url: str | None = None,
+                  token_in_env: str | None = None) -> tuple[subprocess.Popen, int, Path]:
+    """daemon.py (YAMNet, a looped file) sending to ``server``; returns once it runs.
+    The refresh token goes in a flag, or in the environment with ``token_in_env``."""
     yamnet = require_shared("models", "yamnet", "yamnet.tflite")
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _access, refresh = server.issue_tokens()
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
-    env.pop("AUDIO_ANALYSIS_CONFIG", None)
+    for name in ("AUDIO_ANALYSIS_CONFIG", "AUDIO_ANALYSIS_DH_REFRESH_TOKEN",
+                 "AUDIO_ANALYSIS_DH_ACCESS_TOKEN"):
+        env.pop(name, None)
+    if token_in_env:
+        env["AUDIO_ANALYSIS_DH_REFRESH_TOKEN"] = token_in_env
+        token_args = ["-v"]  # INFO lines too: the log shows the URL it connects to
+    else:
+        token_args = ["--dh_refresh_token", server.issue_tokens()[1]]
     log = tmp_path / "daemon.log"
     with open(log, "wb") as fh:
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "daemon.py"), "--source",
              str(ROOT / "examples" / "speech.wav"), "--min_time", "1", "--backend", "yamnet",
              "--yamnet_model", str(yamnet), "--port", str(port),
-             "--config", str(tmp_path / "config.json"), "--dh_url", server.ws_url,
-             "--dh_refresh_token", refresh, "--dh_device_id", DEVICE],
+             "--config", str(tmp_path / "config.json"), "--dh_url", url or server.ws_url,
+             "--dh_device_id", DEVICE, *token_args],
             cwd=ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -200,3 +213,70 @@ def test_sigterm_exits_within_5_s_while_the_server_hangs(tmp_path, when):
     print(f"\nSIGTERM with a hanging server ({when}): exit {code} after {took:.2f} s")
     assert code == 0, log.read_text()[-2000:]
     assert took < 8, f"SIGTERM took {took:.2f} s"
+
+
+# ---- credentials ---------------------------------------------------------------------
+@pytest.mark.parametrize("url, shown", [
+    ("http://user:pass@host/api/rest?access_token=abc",
+     "http://***@host/api/rest?access_token=***"),
+    ("wss://tok@h:8443/api/websocket?a=1&b", "wss://***@h:8443/api/websocket?a=***&***"),
+    ("ws://h/api/websocket", "ws://h/api/websocket"),
+    ("http://[::1]:80/x#secret", "http://[::1]:80/x#***"),
+    ("ws://u:p@h:99999/", "***"),  # does not parse: masked whole
+])
+def test_redact_url(url, shown):
+    from audio.sinks.devicehive import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_settings_and_config_never_show_url_credentials():
+    from web.config import DaemonConfig, environment_tokens
+
+    url = "ws://user:PASSWORD@h/api/websocket?access_token=QUERYSECRET"
+    settings = DeviceHiveSettings(url=url, device_id=DEVICE, refresh_token="REFRESHSECRET")
+    config = DaemonConfig(server_url=url, device_id=DEVICE, refresh_token="REFRESHSECRET")
+    for text in (repr(settings), repr(config), json.dumps(config.public())):
+        assert "SECRET" not in text and "PASSWORD" not in text, text
+    assert config.public()["server_url"] == "ws://***@h/api/websocket?access_token=***"
+    assert environment_tokens({"AUDIO_ANALYSIS_DH_REFRESH_TOKEN": " r ",
+                               "AUDIO_ANALYSIS_DH_ACCESS_TOKEN": ""}) == {
+        "refresh_token": "r", "access_token": None}
+
+
+@pytest.mark.slow
+def test_daemon_takes_the_token_from_the_environment_and_redacts_the_url(tmp_path):
+    """A refresh token in the environment only (not in ``ps``), a URL with credentials:
+    delivery works, and the URL is shown redacted on the page, in the status and in the
+    log; the form sends the redacted URL back unchanged and the real one is kept."""
+    from urllib.parse import urlencode
+
+    with DeviceHiveTestServer() as server:
+        _access, refresh = server.issue_tokens()
+        url = server.ws_url.replace("ws://", "ws://someone:PASSWORD@") + "?access_token=QSECRET"
+        shown = server.ws_url.replace("ws://", "ws://***@") + "?access_token=***"
+        proc, port, log = _start_daemon(tmp_path, server, url=url, token_in_env=refresh)
+        try:
+            assert server.wait_for(lambda s: len(s.device_notifications(DEVICE)) >= 1, 30)
+            status = _daemon_status(port)
+            assert status["devicehive"]["url"] == status["config"]["server_url"] == shown
+            assert status["config"]["refresh_token"] == "set"
+            page = _daemon_request(port, "GET", "/")[1]
+            assert f'value="{shown}"'.encode() in page
+            csrf = re.search(rb'name="csrf_token" value="([^"]+)"', page).group(1).decode()
+            code, _ = _daemon_request(port, "POST", "/config", urlencode({
+                "csrf_token": csrf, "server_url": shown, "device_id": DEVICE}), {
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Origin": f"http://127.0.0.1:{port}"})
+            assert code == 303
+            saved = json.loads((tmp_path / "config.json").read_text())
+            assert saved["server_url"] == url  # not the redacted form
+            cmdline = open(f"/proc/{proc.pid}/cmdline", "rb").read()
+            assert refresh.encode() not in cmdline
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+    text = log.read_text()
+    assert f"connected to {shown}" in text
+    for secret in ("PASSWORD", "QSECRET", refresh):
+        assert secret not in text and secret.encode() not in page

@@ -24,7 +24,8 @@ class DeviceHiveConfigError(UsageError, ValueError):
 
 @dataclass(frozen=True)
 class DeviceHiveSettings:
-    """Where and how to send. Secrets are excluded from ``repr`` so they never reach logs."""
+    """Where and how to send. ``repr`` shows no secret and a redacted URL, so that no log
+    ever holds one."""
 
     url: str
     device_id: str
@@ -60,6 +61,10 @@ class DeviceHiveSettings:
         if self.queue_size < 0:
             raise DeviceHiveConfigError("queue size must be positive")
         return self
+
+    def __repr__(self) -> str:  # the URL may carry credentials too
+        return (f"DeviceHiveSettings(url={redact_url(self.url)!r}, "
+                f"device_id={self.device_id!r}, login={self.login!r})")
 
     @property
     def websocket(self) -> bool:
