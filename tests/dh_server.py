@@ -24,8 +24,8 @@ resolve to deliver exactly once.
 Faults a client must survive without leaking or stalling (``fault``): ``"401"`` or
 ``"500"`` answers every API call with that error; ``"invalid_json"`` answers every call
 with a body that is not JSON; ``"hang"`` accepts the connection (and the WebSocket
-upgrade) and never answers; ``"upgrade_500"`` refuses the WebSocket upgrade with an HTTP
-500. ``refuse_list`` answers ``notification/list`` with 403, as DeviceHive does for a
+upgrade) and never answers; ``"hang_upgrade"`` never answers the WebSocket upgrade;
+``"upgrade_500"`` refuses the WebSocket upgrade with an HTTP 500. ``refuse_list`` answers ``notification/list`` with 403, as DeviceHive does for a
 token without the permission to list notifications. ``connections`` counts the TCP
 connections accepted (one per client connection attempt on either transport).
 """
@@ -455,6 +455,10 @@ class _Handler(BaseHTTPRequestHandler):
         key = self.headers.get("Sec-WebSocket-Key")
         if self.headers.get("Upgrade", "").lower() != "websocket" or not key:
             self._send_json(400, {"error": 400, "message": "WebSocket upgrade expected"})
+            return
+        if self.dh.fault == "hang_upgrade":
+            self._wait_for_client_to_leave()
+            self.close_connection = True
             return
         if self.dh.fault == "upgrade_500":
             self.close_connection = True

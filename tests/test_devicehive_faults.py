@@ -92,15 +92,17 @@ def test_failed_rest_attempts_leak_no_thread_and_no_socket(fault):
     assert after == before or (after[0] <= before[0] and after[1] <= before[1]), (before, after)
 
 
-@pytest.mark.parametrize("transport", ["ws", "rest"])
-def test_abandoned_attempts_on_a_hanging_server_leak_nothing(transport):
-    """The server accepts and never answers: each attempt is abandoned at its deadline."""
+@pytest.mark.parametrize("transport, fault", [("ws", "hang"), ("ws", "hang_upgrade"),
+                                              ("rest", "hang")])
+def test_abandoned_attempts_on_a_hanging_server_leak_nothing(transport, fault):
+    """The server accepts and never answers (the upgrade, or the requests): each attempt
+    is abandoned at its deadline."""
     with DeviceHiveTestServer() as server:
-        server.fault = "hang"
+        server.fault = fault
         _fail_attempts(server, transport, 1, connect_timeout=0.2, request_timeout=0.2)
         before, after, status = _fail_attempts(server, transport, 10, connect_timeout=0.2,
                                                request_timeout=0.2)
-    print(f"\n{transport} hang: threads/fds before {before}, after 10 abandoned {after}")
+    print(f"\n{transport} {fault}: threads/fds before {before}, after 10 abandoned {after}")
     assert re.search(r"0\.2 s|timed out", status["last_error"]), status["last_error"]
     assert after[0] <= before[0] and after[1] <= before[1], (before, after)
 
