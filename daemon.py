@@ -44,7 +44,9 @@ logger = logging.getLogger("daemon")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-FLUSH_SECONDS = 10.0
+FLUSH_SECONDS = 3.0
+"""How long a stop waits for queued DeviceHive notifications: short enough that SIGTERM
+ends well within the 10 s service managers allow, whatever the server does."""
 EXIT_NO_MICROPHONE = 1
 EXIT_USAGE = 2
 
@@ -92,8 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "for this run)")
     dh.add_argument("--dh_url", metavar="URL",
                     help="server: ws(s)://host/api/websocket or http(s)://host/api/rest")
-    dh.add_argument("--dh_refresh_token", metavar="TOKEN")
-    dh.add_argument("--dh_access_token", metavar="TOKEN")
+    dh.add_argument("--dh_refresh_token", metavar="TOKEN",
+                    help="or env AUDIO_ANALYSIS_DH_REFRESH_TOKEN, which ps does not show")
+    dh.add_argument("--dh_access_token", metavar="TOKEN",
+                    help="or env AUDIO_ANALYSIS_DH_ACCESS_TOKEN")
     dh.add_argument("--dh_login", metavar="LOGIN")
     dh.add_argument("--dh_password", metavar="PASSWORD")
     dh.add_argument("--dh_device_id", metavar="ID", help="letters, digits and dashes")
@@ -168,15 +172,18 @@ def _checked_inputs(args: argparse.Namespace) -> tuple[Settings, list[Path]]:
 def _devicehive(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     """The configuration file, the configuration with this run's flags, and the sink."""
     from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSink
-    from web.config import ConfigError, default_config_path, load_config
+    from web.config import ConfigError, default_config_path, environment_tokens, load_config
 
     config_path = Path(args.config).expanduser() if args.config else default_config_path()
     try:
         stored = load_config(config_path)
     except ConfigError as error:
         raise StartError(str(error)) from None
-    overrides = {"server_url": args.dh_url, "refresh_token": args.dh_refresh_token,
-                 "access_token": args.dh_access_token, "device_id": args.dh_device_id,
+    tokens = environment_tokens()  # flags > environment > the file
+    overrides = {"server_url": args.dh_url,
+                 "refresh_token": args.dh_refresh_token or tokens["refresh_token"],
+                 "access_token": args.dh_access_token or tokens["access_token"],
+                 "device_id": args.dh_device_id,
                  "login": args.dh_login, "password": args.dh_password,
                  "notification_name": args.dh_notification,
                  "legacy_format": True if args.dh_legacy_format else None}

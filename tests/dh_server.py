@@ -20,6 +20,14 @@ The server's state (devices, notifications) lives in the object, so ``stop()`` f
 stored. ``drop_after_store`` makes the next notification inserts be stored and then the
 connection cut before the reply: the "did my in-flight request land?" case a client must
 resolve to deliver exactly once.
+
+Faults a client must survive without leaking or stalling (``fault``): ``"401"`` or
+``"500"`` answers every API call with that error; ``"invalid_json"`` answers every call
+with a body that is not JSON; ``"hang"`` accepts the connection (and the WebSocket
+upgrade) and never answers; ``"hang_upgrade"`` never answers the WebSocket upgrade;
+``"upgrade_500"`` refuses the WebSocket upgrade with an HTTP 500. ``refuse_list`` answers ``notification/list`` with 403, as DeviceHive does for a
+token without the permission to list notifications. ``connections`` counts the TCP
+connections accepted (one per client connection attempt on either transport).
 """
 
 from __future__ import annotations
@@ -100,6 +108,10 @@ class DeviceHiveTestServer:
         self.requests: list[tuple[str, str]] = []  # (transport, action), for assertions
         self.drop_after_store = 0
         self.restamp = False  # True: ignore client timestamps, as some servers might
+        self.fault: str | None = None  # see the module docstring
+        self.refuse_list = False
+        self.connections = 0
+        self._stopping = threading.Event()
         self._next_id = 1
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -114,6 +126,7 @@ class DeviceHiveTestServer:
 
         httpd = ThreadingHTTPServer((self.host, self.port), Handler)
         httpd.daemon_threads = True
+        self._stopping = threading.Event()
         self.port = httpd.server_address[1]  # keep the port across restarts
         self._httpd = httpd
         self._thread = threading.Thread(target=httpd.serve_forever, name="dh-test-server",
@@ -126,6 +139,7 @@ class DeviceHiveTestServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self._stopping.set()  # releases the handlers of a "hang" fault
         httpd.shutdown()
         httpd.server_close()
         with self._lock:
@@ -211,6 +225,8 @@ class DeviceHiveTestServer:
         """Run one action; returns the success body or raises ApiError."""
         with self._lock:
             self.requests.append((transport, action))
+        if self.fault in ("401", "500"):
+            raise ApiError(int(self.fault), f"fault injected: {self.fault}")
         if action == "server/info":
             return {"info": {"apiVersion": "3.4.5",
                              "serverTimestamp": format_timestamp(dt.datetime.utcnow()),
@@ -254,6 +270,8 @@ class DeviceHiveTestServer:
         if action == "notification/insert":
             return {"notification": self._insert(device_id, request.get("notification"))}
         if action == "notification/list":
+            if self.refuse_list:
+                raise ApiError(403, "Forbidden: this token may not list notifications")
             return {"notifications": self._list(device_id, request)}
         raise ApiError(400, f"unknown action {action}")
 
@@ -327,6 +345,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.dh._lock:
             self.dh._sockets.add(self.connection)
+            self.dh.connections += 1
 
     def finish(self) -> None:
         try:
@@ -349,7 +368,32 @@ class _Handler(BaseHTTPRequestHandler):
         self._rest("PUT")
 
     def _send_json(self, code: int, body: Any) -> None:
-        data = b"" if body is None else json.dumps(body).encode()
+        self._send_raw(code, b"" if body is None else json.dumps(body).encode())
+
+    def _fault_answered(self, invalid_json: Callable[[], None]) -> bool:
+        """Apply a transport-level fault (``hang``, ``invalid_json``); True when it did."""
+        if self.dh.fault == "hang":
+            self._wait_for_client_to_leave()
+            self.close_connection = True
+            return True
+        if self.dh.fault == "invalid_json":
+            invalid_json()
+            return True
+        return False
+
+    def _wait_for_client_to_leave(self) -> None:
+        """Answer nothing; return when the client closes or the server stops."""
+        self.connection.settimeout(0.05)
+        while not self.dh._stopping.is_set():
+            try:
+                if not self.connection.recv(4096):
+                    return
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def _send_raw(self, code: int, data: bytes) -> None:
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -364,6 +408,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if 0 < length <= MAX_MESSAGE else b""
         path = url.path[len("/api/rest"):]
+        if self._fault_answered(lambda: self._send_raw(200, b'{"accessToken": ')):
+            return
         for route_method, pattern, action in _REST_ROUTES:
             match = pattern.match(path)
             if route_method != method or not match:
@@ -410,6 +456,14 @@ class _Handler(BaseHTTPRequestHandler):
         if self.headers.get("Upgrade", "").lower() != "websocket" or not key:
             self._send_json(400, {"error": 400, "message": "WebSocket upgrade expected"})
             return
+        if self.dh.fault == "hang_upgrade":
+            self._wait_for_client_to_leave()
+            self.close_connection = True
+            return
+        if self.dh.fault == "upgrade_500":
+            self.close_connection = True
+            self._send_json(500, {"error": 500, "message": "fault injected: upgrade_500"})
+            return
         accept = base64.b64encode(hashlib.sha1((key + WS_GUID).encode()).digest()).decode()
         self.send_response(101, "Switching Protocols")
         self.send_header("Upgrade", "websocket")
@@ -430,11 +484,16 @@ class _Handler(BaseHTTPRequestHandler):
                     continue
                 if opcode != 0x1:
                     continue
+                if self.dh.fault == "hang":
+                    continue  # read and ignore: the client waits for replies
                 user = self._ws_request(payload, user)
         except (ConnectionError, OSError, _DropConnection, EOFError):
             return
 
     def _ws_request(self, payload: bytes, user: str | None) -> str | None:
+        if self.dh.fault == "invalid_json":
+            self._write_frame(0x1, b'{"status": "success", ')
+            return user
         try:
             request = json.loads(payload)
             if not isinstance(request, dict):

@@ -17,7 +17,7 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSettings
+from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSettings, is_redacted_of
 from web.config import ConfigError, DaemonConfig, save_config
 from web.security import LOOPBACK_HOSTS
 from web.store import EventStore
@@ -84,6 +84,11 @@ class WebApp:
         """Validate the form, save it, reconnect. Raises ValueError with a user message."""
         current = self.config
         values = {name: form.get(name, "").strip() for name in ("server_url", "device_id")}
+        if is_redacted_of(values["server_url"], current.server_url):
+            values["server_url"] = current.server_url  # the form showed it redacted
+        elif "***" in values["server_url"]:
+            raise ValueError("the server URL has *** where credentials were hidden: "
+                             "type the whole URL again")
         for secret in ("refresh_token", "access_token"):
             new = form.get(secret, "").strip()
             if form.get(f"clear_{secret}"):

@@ -4,6 +4,8 @@ Stored as JSON in a per-user directory, ``$XDG_CONFIG_HOME/audio-analysis/config
 (``~/.config/...`` when unset); ``--config`` or ``AUDIO_ANALYSIS_CONFIG`` pick another file.
 The file holds tokens, so it is written atomically (temporary file in the same directory,
 fsync, rename) with mode 0600 in a 0700 directory, and it is re-read on every start.
+Tokens may also come from the environment (``environment_tokens``), which, unlike flags,
+``ps`` does not show. A server URL is only ever shown redacted (``public``).
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from audio.errors import UsageError
-from audio.sinks.devicehive import DeviceHiveSettings
-from vggish.environment import CONFIG_ENV, XDG_CONFIG_HOME_ENV, env_value
+from audio.sinks.devicehive import DeviceHiveSettings, redact_url
+from vggish.environment import (
+    CONFIG_ENV,
+    DH_ACCESS_TOKEN_ENV,
+    DH_REFRESH_TOKEN_ENV,
+    XDG_CONFIG_HOME_ENV,
+    env_value,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +51,7 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
 class DaemonConfig:
     """DeviceHive connection settings; secrets never appear in ``repr`` or ``public()``."""
 
-    server_url: str = ""
+    server_url: str = field(default="", repr=False)  # may hold credentials too
     device_id: str = ""
     refresh_token: str = field(default="", repr=False)
     access_token: str = field(default="", repr=False)
@@ -73,8 +81,10 @@ class DaemonConfig:
         return asdict(self)
 
     def public(self) -> dict[str, Any]:
-        """What a page or an API may show: secrets reduced to set / not set."""
+        """What a page or an API may show: secrets reduced to set / not set, the URL
+        redacted (``http://***@host/...?access_token=***``)."""
         data = asdict(self)
+        data["server_url"] = redact_url(self.server_url) if self.server_url else ""
         for name in SECRET_FIELDS:
             data[name] = "set" if data[name] else "not set"
         return data
@@ -89,6 +99,14 @@ class DaemonConfig:
             access_token=self.access_token, login=self.login, password=self.password,
             notification_name=self.notification_name, legacy_format=self.legacy_format,
         ).validate()
+
+
+def environment_tokens(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """DeviceHive tokens from ``AUDIO_ANALYSIS_DH_REFRESH_TOKEN`` and
+    ``AUDIO_ANALYSIS_DH_ACCESS_TOKEN`` (None where unset): they override the file, flags
+    override them."""
+    return {"refresh_token": env_value(DH_REFRESH_TOKEN_ENV, environ),
+            "access_token": env_value(DH_ACCESS_TOKEN_ENV, environ)}
 
 
 def load_config(path: Path) -> DaemonConfig:

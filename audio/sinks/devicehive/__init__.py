@@ -5,26 +5,31 @@ token refresh, ``put_device``, ``notification/insert``) but not for its connecti
 management, which does not fit a daemon:
 
 * ``DeviceHive.connect()`` blocks its caller, retries 10 times and then raises, and its
-  polling loops sleep 1 µs (an idle connection burns a quarter of a core). We call it with
-  ``transport_keep_alive=False`` (it then only starts the transport thread and returns) and
-  pass sleep times that make idle cost ~0; our own thread owns reconnection, with
-  exponential backoff that never gives up.
+  polling loops sleep 1 µs (an idle connection burns a quarter of a core). We start the
+  library's transport ourselves, as ``connect(transport_keep_alive=False)`` does (it only
+  starts the transport thread and returns), with sleep times that make idle cost ~0; our
+  own thread owns reconnection, with exponential backoff that never gives up.
 * A WebSocket request whose connection drops waits 30 s for a reply that never comes, and a
   server that closes the connection cleanly leaves the transport "alive" forever. Every
-  request therefore runs on a per-connection executor thread; the sink thread waits for it
-  in short slices, watching the socket, and abandons the connection (and the thread, which
-  ends on its own) as soon as the socket is gone or ``request_timeout`` passes.
+  request therefore runs on its own daemon thread; the sink thread waits for it in short
+  slices, watching the socket, and abandons the connection as soon as the socket is gone
+  or ``request_timeout`` passes.
 * A notification in flight when the connection drops may or may not have been stored. Each
   notification carries a unique client timestamp (strictly increasing, ms precision); after
   reconnecting, the sink lists the device's latest notifications and re-sends only when it
-  is not among them. That is what makes delivery exactly-once, in order.
+  is not among them. That is what makes delivery exactly-once, in order. A server that
+  refuses the lookup (a token that may not list notifications) gets it again: at least
+  once, the possible duplicate counted.
+* The library's transports leak a thread and a socket per failed connection attempt and
+  wait 30 s for a reply whatever happens; ours (``transport``) end both on every failure,
+  abandonment or close.
 
 The loop thread only appends to a bounded deque (``handle`` never blocks); when it is full,
 the oldest notification is dropped and counted.
 
-Modules: ``settings`` (what to connect to, validated), ``notification`` (the wire form),
-``connection`` (one library connection with deadlines), ``sink`` (the queue and the
-sender thread).
+Modules: ``settings`` (what to connect to, validated; ``redact_url``), ``notification``
+(the wire form), ``transport`` (the library's transports, made to end), ``connection``
+(one connection with deadlines), ``sink`` (the queue and the sender thread).
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from audio.sinks.devicehive.settings import (
     SCHEMES,
     DeviceHiveConfigError,
     DeviceHiveSettings,
+    is_redacted_of,
+    redact_url,
 )
 from audio.sinks.devicehive.sink import DeviceHiveSink
 
@@ -53,4 +60,6 @@ __all__ = [
     "OutgoingNotification",
     "build_notification",
     "format_timestamp",
+    "is_redacted_of",
+    "redact_url",
 ]

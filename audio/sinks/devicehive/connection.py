@@ -4,11 +4,14 @@ The library (2.1.6, 2018) is used for the protocol (authentication, token refres
 ``put_device``, ``notification/insert``) but not for its connection management, which
 does not fit a daemon (see the package doc). A ``Connection`` only connects, runs one
 request at a time with a deadline, and says when it is no longer usable; reconnecting is
-the sink's business.
+the sink's business. Its transport (``audio.sinks.devicehive.transport``) ends its threads
+and closes its socket whenever the connection fails or is closed.
 
-Requests run on a per-connection executor thread; the caller waits for them in short
-slices, watching the socket, and abandons the connection (and the thread, which ends on
-its own) as soon as the socket is gone or ``request_timeout`` passes.
+Each request runs on its own daemon thread; the caller waits for it in short slices,
+watching the socket, and abandons the connection as soon as the socket is gone or
+``request_timeout`` passes. Closing the connection ends that thread too (its reply wait
+watches the connection), and being a daemon thread it can never hold up the process's
+exit.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from typing import Any
 
 from audio.errors import AudioAnalysisError
 from audio.sinks.devicehive.notification import OutgoingNotification, parse_ms
-from audio.sinks.devicehive.settings import DeviceHiveSettings
+from audio.sinks.devicehive.settings import DeviceHiveSettings, redact_text
 
 # The library logs whole requests, tokens included, at DEBUG: keep that out of any log.
 logging.getLogger("devicehive").setLevel(logging.INFO)
@@ -39,23 +42,35 @@ class ConnectionDead(AudioAnalysisError):
     """The connection is unusable (auth failure, server error); nothing is ambiguous."""
 
 
+class LookupRefused(AudioAnalysisError):
+    """The server refused to list notifications (e.g. 403: the token may not)."""
+
+
 def describe(error: BaseException) -> str:
-    """The first line of an error, short enough for a status page and a log line."""
+    """The first line of an error, short enough for a status page and a log line, with
+    any URL in it redacted (library errors may quote the URL they failed on)."""
     text = str(error) or type(error).__name__
-    return text.splitlines()[0][:300]
+    return redact_text(text.splitlines()[0][:300])
 
 
 class Connection:
     """One library transport, its registered device and an executor for its requests."""
 
-    def __init__(self, settings: DeviceHiveSettings) -> None:
-        from devicehive import DeviceHive, Handler  # import late: --help stays instant
+    def __init__(self, settings: DeviceHiveSettings,
+                 stop: threading.Event | None = None) -> None:
+        """Start connecting; ``stop`` (the sink's) ends every wait of this connection."""
+        # Imported late: --help stays instant.
+        from devicehive import Handler
+
+        from audio.sinks.devicehive.transport import open_transport
 
         self.settings = settings
+        self.stop = stop or threading.Event()
         self.abandoned = False
         self.ready = threading.Event()
         self.device: Any = None
         self.error: str | None = None
+        self._request: threading.Thread | None = None
         connection = self
 
         class _ConnectHandler(Handler):
@@ -65,17 +80,16 @@ class Connection:
                 connection.device = self.api.put_device(settings.device_id)
                 connection.ready.set()
 
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dh-request")
-        self.hive = DeviceHive(_ConnectHandler)
-        self.hive.connect(settings.url, **_connect_options(settings))
-
-    @property
-    def transport(self) -> Any:
-        return self.hive.transport
+        auth = {"login": settings.login or None, "password": settings.password or None,
+                "refresh_token": settings.refresh_token or None,
+                "access_token": settings.access_token or None}
+        self.transport: Any = open_transport(settings.url, settings.websocket, _ConnectHandler,
+                                             auth, settings.request_timeout,
+                                             _connect_options(settings))
 
     def alive(self) -> bool:
         transport = self.transport
-        if transport is None or self.abandoned or transport.exception_info:
+        if self.abandoned or transport.exception_info:
             return False
         if not transport.is_alive() or not transport.connected:
             return False
@@ -85,15 +99,15 @@ class Connection:
         return sock is None or bool(getattr(sock, "connected", True))
 
     def failure(self) -> str:
-        info = self.transport.exception_info if self.transport is not None else None
+        info = self.transport.exception_info
         if info and info[1] is not None:
             return describe(info[1])
         return self.error or "connection lost"
 
-    def wait_ready(self, stop: threading.Event) -> None:
+    def wait_ready(self) -> None:
         deadline = time.monotonic() + self.settings.connect_timeout
         while not self.ready.wait(0.05):
-            if stop.is_set():
+            if self.stop.is_set():
                 raise ConnectionDead("stopping")
             if not self.transport.is_alive() or self.transport.exception_info:
                 raise ConnectionDead(self.failure())
@@ -104,8 +118,17 @@ class Connection:
             raise ConnectionDead(self.failure())
 
     def call(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a library request on the executor; give up when the socket dies."""
-        future = self._executor.submit(fn, *args, **kwargs)
+        """Run a library request on a daemon thread; give up when the socket dies."""
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as error:  # handed to the caller, re-raised there
+                future.set_exception(error)
+
+        self._request = threading.Thread(target=run, name="dh-request", daemon=True)
+        self._request.start()
         deadline = time.monotonic() + self.settings.request_timeout
         while True:
             try:
@@ -114,6 +137,8 @@ class Connection:
                 pass
             if not self.alive():
                 raise Ambiguous(self.failure())
+            if self.stop.is_set():
+                raise Ambiguous("stopping")
             if time.monotonic() > deadline:
                 raise Ambiguous(f"no reply within {self.settings.request_timeout:g} s")
 
@@ -139,9 +164,14 @@ class Connection:
         latest. It is recognised by its unique client timestamp, or by its parameters
         (which carry that timestamp) should a server re-stamp notifications itself.
         """
+        from devicehive.api_response import ApiResponseError
+
         ms = parse_ms(note.timestamp)
-        latest = self.call(self.device.list_notifications, sort_field="timestamp",
-                           sort_order="DESC", take=20)
+        try:
+            latest = self.call(self.device.list_notifications, sort_field="timestamp",
+                               sort_order="DESC", take=20)
+        except ApiResponseError as error:  # a definite answer: asking again will not help
+            raise LookupRefused(describe(error)) from None
         for n in latest:
             if n.notification != note.name:
                 continue
@@ -154,33 +184,26 @@ class Connection:
                 continue
         return False
 
-    def close(self) -> None:
+    def close(self, timeout: float = 0.5) -> None:
+        """Abandon the connection: its socket is closed and its threads end (each wait
+        bounded by ``timeout``; a thread still blocked then finishes the cleanup itself
+        when its call returns, within the connect or request timeout)."""
         self.abandoned = True
-        transport = self.transport
-        try:
-            if transport is not None and transport.connected:
-                transport.disconnect()  # also stops the library's reader thread spinning
-        except Exception:  # already gone
-            pass
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        started = time.monotonic()
+        self.transport.release(timeout)
+        request = self._request
+        if request is not None:
+            request.join(max(0.0, timeout - (time.monotonic() - started)))
 
 
 def _connect_options(settings: DeviceHiveSettings) -> dict[str, Any]:
-    """``DeviceHive.connect`` options: credentials, no blocking keep-alive, sane sleeps.
-
-    ``transport_keep_alive=False`` makes ``connect`` only start the transport thread and
-    return, instead of blocking, retrying 10 times and raising.
-    """
-    options: dict[str, Any] = {
-        "transport_keep_alive": False,
-        "refresh_token": settings.refresh_token or None,
-        "access_token": settings.access_token or None,
-        "login": settings.login or None,
-        "password": settings.password or None,
-    }
+    """The transport's ``connect`` options: sane sleeps and timeouts."""
+    options: dict[str, Any] = {}
     if settings.websocket:
-        # The library's defaults sleep 1 µs in these loops (~26% of a core idle).
-        options.update(event_queue_sleep_time=0.05, response_sleep_time=0.001)
+        # The library's defaults sleep 1 µs in these loops (~26% of a core idle);
+        # ``timeout`` bounds the TCP connect and the handshake only (see transport).
+        options.update(event_queue_sleep_time=0.05, response_sleep_time=0.001,
+                       timeout=settings.connect_timeout)
     else:
         options.update(events_queue_sleep_time=0.05,
                        timeout=(settings.connect_timeout, settings.request_timeout))

@@ -1,11 +1,13 @@
 """What the DeviceHive sink is told: server, device, credentials, queue and timing.
 
-Secrets never reach a log: they are excluded from ``repr``, and URLs are shown without
-userinfo or query (``redact_url``).
+Secrets never reach a log: they are excluded from ``repr``, and a URL is shown with its
+userinfo and query values masked (``redact_url``, the one function every place that shows
+a URL uses: status, logs, the configuration page).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -22,7 +24,8 @@ class DeviceHiveConfigError(UsageError, ValueError):
 
 @dataclass(frozen=True)
 class DeviceHiveSettings:
-    """Where and how to send. Secrets are excluded from ``repr`` so they never reach logs."""
+    """Where and how to send. ``repr`` shows no secret and a redacted URL, so that no log
+    ever holds one."""
 
     url: str
     device_id: str
@@ -59,16 +62,49 @@ class DeviceHiveSettings:
             raise DeviceHiveConfigError("queue size must be positive")
         return self
 
+    def __repr__(self) -> str:  # the URL may carry credentials too
+        return (f"DeviceHiveSettings(url={redact_url(self.url)!r}, "
+                f"device_id={self.device_id!r}, login={self.login!r})")
+
     @property
     def websocket(self) -> bool:
         return urlsplit(self.url).scheme.lower().startswith("ws")
 
 
+MASK = "***"
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+
+
 def redact_url(url: str) -> str:
-    """The URL without userinfo or query (either may carry credentials)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
+    """The URL as it may be shown: userinfo and every query value (either may carry
+    credentials) masked, the rest kept so it can still be recognised.
+
+    ``http://user:pass@host:8080/api?access_token=abc`` -> ``http://***@host:8080/api?access_token=***``.
+    Anything that does not parse as a URL is masked whole.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError:
+        return MASK
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = f"{MASK}@{netloc.rpartition('@')[2]}"
+    out = f"{parts.scheme}://{netloc}{parts.path}" if parts.scheme else f"{netloc}{parts.path}"
+    if parts.query:
+        out += "?" + "&".join(f"{item.partition('=')[0]}={MASK}" if "=" in item else MASK
+                              for item in parts.query.split("&"))
+    if parts.fragment:
+        out += f"#{MASK}"
+    return out
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every URL in it redacted (error messages may quote one)."""
+    return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
+
+
+def is_redacted_of(shown: str, url: str) -> bool:
+    """Is ``shown`` the redacted form of ``url`` that hides something? (A form that
+    displayed it sends it back unchanged: the real URL is meant.)"""
+    return bool(url) and shown != url and shown == redact_url(url)

@@ -4,7 +4,9 @@ The loop thread only appends to a bounded deque (``handle`` never blocks); when 
 full, the oldest notification is dropped and counted. A sender thread owns the
 connection (``audio.sinks.devicehive.connection``), reconnects with exponential backoff
 that never gives up, and after a reconnect settles the notification that was in flight
-when the connection dropped before sending anything else.
+when the connection dropped before sending anything else. A server that refuses that
+lookup (a token that may not list notifications) gets it again: delivery goes on, at
+least once, and the possible duplicate is counted (``duplicates`` in the status).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from audio.sinks.devicehive.connection import (
     Ambiguous,
     Connection,
     ConnectionDead,
+    LookupRefused,
     Rejected,
     describe,
 )
@@ -87,6 +90,7 @@ class DeviceHiveSink:
         self.dropped = 0
         self.rejected = 0
         self.reconnects = 0
+        self.duplicates = 0
         self.last_error: str | None = None
         self.connected_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="devicehive-sink", daemon=True)
@@ -167,6 +171,7 @@ class DeviceHiveSink:
                 "dropped": self.dropped,
                 "rejected": self.rejected,
                 "reconnects": self.reconnects,
+                "duplicates": self.duplicates,
                 "last_error": self.last_error,
                 "connected_since": self.connected_since,
                 "url": redact_url(settings.url) if settings else None,
@@ -227,8 +232,8 @@ class DeviceHiveSink:
                 return None
         self._set(state="connecting")
         try:
-            connection = link.connection = Connection(settings)
-            connection.wait_ready(self._stop)
+            connection = link.connection = Connection(settings, self._stop)
+            connection.wait_ready()
             self._resolve_uncertain(connection)
         except (ConnectionDead, Ambiguous) as error:
             link.drop()
@@ -305,7 +310,9 @@ class DeviceHiveSink:
         link.backoff = settings.backoff_initial
 
     def _lost(self, error: str, settings: DeviceHiveSettings) -> None:
-        logger.warning("DeviceHive: connection to %s lost: %s", redact_url(settings.url), error)
+        if not self._stop.is_set():  # closing abandons the connection: nothing was lost
+            logger.warning("DeviceHive: connection to %s lost: %s",
+                           redact_url(settings.url), error)
         self._set(state="disconnected", last_error=error, connected_since=None,
                   reconnects=self.reconnects + 1)
 
@@ -326,16 +333,23 @@ class DeviceHiveSink:
             note = self._uncertain
         if note is None:
             return
-        stored = connection.was_stored(note)
+        try:
+            stored = connection.was_stored(note)
+        except LookupRefused as error:  # never ask again: re-send, at least once
+            logger.warning("DeviceHive: cannot check whether notification %d was stored "
+                           "(%s); re-sending it, possibly a duplicate", note.seq, error)
+            stored = None
         with self._cond:
             self._uncertain = None
             if stored:
                 self.sent += 1
             else:
                 self._queue.appendleft(note)
+                self.duplicates += stored is None
             self._cond.notify_all()
-        logger.info("DeviceHive: notification in flight at the disconnect was %s",
-                    "already stored" if stored else "lost; re-sending it")
+        if stored is not None:
+            logger.info("DeviceHive: notification in flight at the disconnect was %s",
+                        "already stored" if stored else "lost; re-sending it")
 
     def _wait_interruptible(self, seconds: float, generation: int) -> None:
         deadline = time.monotonic() + seconds
