@@ -24,6 +24,9 @@ import numpy as np
 
 from audio.settings import MIN_AUDIO_SECONDS
 
+DEFAULT_BLOCK_SECONDS = 0.1
+"""Block length of the scripts' sources when they follow sound events: one PortAudio chunk,
+so a block waits for no other chunk (``bench/event_latency.py`` measures the choice)."""
 CONTINUITY_TOLERANCE = 0.002
 """Seconds a block may start away from the previous block's end and still continue it
 (blocks are cut on whole samples; resampled devices round)."""
