@@ -96,7 +96,7 @@ class EventAudioSink:
         if not self._continues(event.source, first):
             self._finish_all()  # a gap: the audio after it belongs to no open event
             self._pieces.clear()
-            self._source = event.source
+        self._source = event.source
         audio = np.asarray(event.audio, dtype=np.float32).reshape(-1)
         self._pieces.append((first, audio))
         end = first + audio.shape[0]
