@@ -142,15 +142,22 @@ class FileStreamSource:
         with open_audio(path) as reader:
             pending = np.zeros(0, dtype=np.float32)
             position = 0
-            for block in mono_blocks(reader, TARGET_RATE, block_seconds=self.window_seconds):
-                pending = np.concatenate([pending, block])
-                # A window goes once what follows it is known not to be a short tail.
-                while pending.shape[0] >= size + minimum:
+            try:
+                for block in mono_blocks(reader, TARGET_RATE, block_seconds=self.window_seconds):
+                    pending = np.concatenate([pending, block])
+                    # A window goes once what follows it is known not to be a short tail.
+                    while pending.shape[0] >= size + minimum:
+                        yield self._window(pending[:size], position, path)
+                        position += size
+                        pending = pending[size:]
+                    if self._stopped(stop):
+                        return
+            except AudioFileError:  # damaged further on: its whole windows before that
+                while pending.shape[0] >= size:
                     yield self._window(pending[:size], position, path)
                     position += size
                     pending = pending[size:]
-                if self._stopped(stop):
-                    return
+                raise
             if pending.shape[0]:
                 yield self._window(pending, position, path)
             elif position == 0:
