@@ -247,6 +247,21 @@ def test_bad_arguments_fail_in_one_line(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_unknown_sound_fails_in_one_line(tmp_path):
+    """--listen names are checked against the backend's classes once it is loaded."""
+    from tests.conftest import require_shared
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
+                             "--port", "0", "--source", str(WAV), "--backend", "yamnet",
+                             "--yamnet_model", str(model), "--listen", "dgo"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "'dgo'" in errors[0] and "dog" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_corrupt_config_file_fails_in_one_line(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text("{nope")
