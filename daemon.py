@@ -4,7 +4,11 @@ DeviceHive.
 
 The microphone (or, with ``--source FILE|DIR``, audio files played in a loop, for headless
 machines and demos) feeds the shared processing loop; every classified window goes to the
-web page's event store and to the DeviceHive sink. The web interface listens on
+web page's event store and to the DeviceHive sink. With ``--events`` or ``--listen`` the
+loop also follows sound events (the shared event flags, ``audio.settings``): each start
+and end goes to the web page (``/events/``, ``/api/sounds``) and to DeviceHive as a
+``soundEvent`` notification, the source handing the loop 0.1 s blocks so that a start
+leaves the loop within a second or so of the sound. The web interface listens on
 http://127.0.0.1:8000 by default: ``/`` configures DeviceHive (saved in the per-user config
 file, applied without a restart), ``/events/`` shows the last predictions live.
 
@@ -36,6 +40,7 @@ from audio.settings import (
     DEFAULT_MIN_TIME,
     Settings,
     SettingsError,
+    add_event_arguments,
     add_model_arguments,
     apply_native_output_defaults,
 )
@@ -78,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--max_time", type=float, default=None, metavar="SECONDS",
                      help=f"longest microphone window (default {DEFAULT_MAX_TIME:g})")
     add_model_arguments(parser)
+    add_event_arguments(parser)
     web = parser.add_argument_group("web interface")
     web.add_argument("--host", default=DEFAULT_HOST,
                      help=f"address to listen on (default {DEFAULT_HOST}; anything else "
@@ -266,6 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
          state: dict[str, Any], store: Any, sink: Any) -> int:
+    from audio.blocks import DEFAULT_BLOCK_SECONDS
     from audio.downloads import MissingModelFilesError
     from audio.loop import ProcessingLoop
     from audio.pipeline import WavProcessor
@@ -280,17 +287,22 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         sink.close(timeout=0)
         return _fail(f"cannot load the models: {error}")
     try:
+        events = _event_stream(settings, processor)
+        block = DEFAULT_BLOCK_SECONDS if events is not None else None
         if sources:
             source: Any = FileStreamSource(sources, loop=not args.once,
                                            realtime=not args.no_realtime,
-                                           window_seconds=settings.min_time)
+                                           window_seconds=settings.min_time,
+                                           block_seconds=block)
         else:
-            source = MicrophoneSource(settings.min_time, settings.max_time, device=args.device)
-    except (ValueError, SourceError) as error:
+            source = MicrophoneSource(settings.min_time, settings.max_time, device=args.device,
+                                      block_seconds=block)
+    except (ValueError, SourceError, UsageError) as error:
         processor.close()
         sink.close(timeout=0)
         return _fail(str(error))
-    loop = ProcessingLoop(source, processor, [store, _FlushingSink(sink, FLUSH_SECONDS)])
+    loop = ProcessingLoop(source, processor, [store, _FlushingSink(sink, FLUSH_SECONDS)],
+                          events=events)
     state["loop"] = loop
     state["phase"] = "running"
     try:
@@ -307,6 +319,19 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
     return 0
 
 
+def _event_stream(settings: Settings, processor: Any) -> Any:
+    """The loop's ``EventStream``, or None without ``--events``/``--listen``; raises
+    ``UsageError`` for an unknown sound or a bad groups file."""
+    from audio.eventstream import EventStream
+    from audio.sounds import configured_sounds
+
+    sounds = configured_sounds(settings, processor.labels, processor.backend.class_thresholds)
+    if sounds is None:
+        return None
+    logger.info("following %d sound%s", len(sounds), "" if len(sounds) == 1 else "s")
+    return EventStream(processor.backend, sounds)
+
+
 class _FlushingSink:
     """Closes the DeviceHive sink with a delivery grace period (the loop calls close())."""
 
@@ -316,6 +341,9 @@ class _FlushingSink:
 
     def handle(self, event: Any) -> None:
         self._sink.handle(event)
+
+    def handle_sound(self, record: Any) -> None:
+        self._sink.handle_sound(record)
 
     def close(self) -> None:
         if not self._sink.flush(self._grace):

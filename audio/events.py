@@ -1,7 +1,10 @@
 """The values that flow out of the processing loop, and the sink contract.
 
 Everything downstream of the pipeline (log lines, wav files, the web page, DeviceHive,
-MQTT) sees only these types.
+MQTT) sees only these types: ``Event`` (one classified window, with its ranked
+``Prediction`` s) and ``SoundEvent`` (a ``start``/``update``/``end`` record of a sound
+event, from ``audio.detect``; re-exported here so that sinks import every type they
+receive from one place).
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
+from audio.detect import SoundEvent
+
+__all__ = ["Event", "Prediction", "Sink", "SoundEvent"]
 
 
 @dataclass(frozen=True)
@@ -56,11 +63,16 @@ class Event:
 class Sink(Protocol):
     """Receives every event of the loop, in order, on the loop's thread.
 
-    ``handle`` must not block on the network: sinks that talk to servers queue the event
-    and do their I/O on their own thread. An exception raised by ``handle`` is logged by
-    the loop, which goes on with the other sinks and the next event.
+    ``handle`` gets each classified window; ``handle_sound`` each sound event record
+    (``start``, ``update``, ``end``) when the loop follows sounds, as soon as the
+    detector emits it, so a record usually arrives before the window that holds its
+    audio. Neither may block on the network: sinks that talk to servers queue the value
+    and do their I/O on their own thread. An exception raised by either is logged and
+    counted by the loop, which goes on with the other sinks and the next value.
     """
 
     def handle(self, event: Event) -> None: ...
+
+    def handle_sound(self, record: SoundEvent) -> None: ...
 
     def close(self) -> None: ...

@@ -20,6 +20,17 @@ and busy-waited on a shared buffer with ``time.sleep(0.01)``; here:
   and records which one stopped it (``stop_signal``): the scripts exit with 130 after a
   Ctrl-C, as a shell expects, but with 0 after a service manager's SIGTERM.
 
+Sound events. With ``events`` (an ``audio.eventstream.EventStream``), every piece of audio
+is also pushed into the event stream as soon as it is dequeued, and each ``start``,
+``update`` and ``end`` record goes to every sink's ``handle_sound``, in order, on the
+loop's thread, before the window that holds the audio is classified. For that to be
+quick, a source in block mode (``block_seconds`` set: ``MicrophoneSource`` and
+``FileStreamSource`` take it) hands over short blocks instead of whole windows; the loop
+joins them back into the source's windows for the predictions (``audio.blocks``), so the
+windows classified are the ones the source would have handed over whole. At the end of
+the stream the event stream is closed and its last ``end`` records are delivered before
+the sinks are closed.
+
 ``stats()`` returns counters for the daemon's ``/api/status``.
 """
 
@@ -27,38 +38,27 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from audio.events import Event, Prediction, Sink
+from audio.blocks import AudioWindow, WindowAssembler
+from audio.events import Event, Prediction, Sink, SoundEvent
+from audio.settings import DEFAULT_MAX_TIME
+
+__all__ = ["DEFAULT_QUEUE_SIZE", "AudioWindow", "ProcessingLoop", "Processor", "Source"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_QUEUE_SIZE = 4
-
-
-@dataclass(frozen=True)
-class AudioWindow:
-    """One window of audio handed from a source to the loop.
-
-    ``audio`` is mono float32 in [−1, 1] at ``sample_rate``; ``start``/``end`` are
-    seconds from the start of the source; ``timestamp`` is the wall-clock time (unix s)
-    at which the window's last sample was available (for latency measurements).
-    """
-
-    audio: np.ndarray = field(repr=False)
-    sample_rate: int
-    start: float
-    end: float
-    timestamp: float
-    source: str = ""
+"""Windows queued before a real-time source's oldest is dropped. A source in block mode
+gets as many blocks as make this many windows of ``DEFAULT_MAX_TIME`` seconds."""
 
 
 @runtime_checkable
@@ -69,7 +69,9 @@ class Source(Protocol):
     (microphone), so the loop must never block it. ``windows(stop)`` yields windows until
     exhausted or ``stop`` is set; ``request_window()`` is called by the loop (from its
     own thread) when it is idle; ``close()`` (from any thread) must make a blocked
-    ``windows`` return promptly.
+    ``windows`` return promptly. A source may also have ``block_seconds`` (not None: it
+    hands over blocks of about that length, ``AudioWindow.ends_window`` marking the
+    block that completes a window).
     """
 
     name: str
@@ -86,7 +88,17 @@ class Processor(Protocol):
     def predict(self, waveform: np.ndarray, sample_rate: int) -> Sequence[Prediction]: ...
 
 
+class SoundEvents(Protocol):
+    """What the loop needs of ``audio.eventstream.EventStream``."""
+
+    def push(self, audio: np.ndarray, start: float, *, timestamp: float | None = None,
+             source: str = "") -> list[SoundEvent]: ...
+
+    def close(self) -> list[SoundEvent]: ...
+
+
 _SENTINEL = object()
+_SOUND_COUNTERS = {"start": "sound_events_started", "end": "sound_events_ended"}
 
 
 class ProcessingLoop:
@@ -95,16 +107,24 @@ class ProcessingLoop:
     Args:
       source: where windows come from (``audio.sources``).
       processor: anything with ``predict(waveform, sample_rate)`` (``WavProcessor``).
-      sinks: receive every ``Event`` in order, on the loop's thread.
-      queue_size: bound of the window queue.
+      sinks: receive every ``Event`` and ``SoundEvent`` in order, on the loop's thread.
+      queue_size: bound of the window queue (in windows; see ``DEFAULT_QUEUE_SIZE``).
+      events: follow sound events in the audio (``audio.eventstream.EventStream``).
     """
 
     def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink] = (),
-                 queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+                 queue_size: int = DEFAULT_QUEUE_SIZE, events: SoundEvents | None = None,
+                 ) -> None:
         self.source = source
         self.processor = processor
+        self.events = events
         self._sinks: list[Sink] = list(sinks)
+        block = getattr(source, "block_seconds", None)
+        self._blocks = block is not None
+        if self._blocks:
+            queue_size = math.ceil(max(1, queue_size) * DEFAULT_MAX_TIME / block)
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max(1, queue_size))
+        self._assembler = WindowAssembler()
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._lock = threading.Lock()
@@ -112,7 +132,9 @@ class ProcessingLoop:
         self._source_thread: threading.Thread | None = None
         self._run_thread: threading.Thread | None = None
         self._counters = {"windows_received": 0, "windows_processed": 0,
-                          "windows_dropped": 0, "errors": 0, "sink_errors": 0}
+                          "windows_dropped": 0, "blocks_received": 0, "blocks_dropped": 0,
+                          "errors": 0, "sink_errors": 0, "sound_records": 0,
+                          "sound_events_started": 0, "sound_events_ended": 0}
         self._started_at: float | None = None
         self._last_event: Event | None = None
         self._last_latency: float | None = None
@@ -139,6 +161,7 @@ class ProcessingLoop:
             self.stop()
             if self._source_thread is not None:
                 self._source_thread.join()
+            self._finish_stream()
             for sink in self._sinks:
                 try:
                     sink.close()
@@ -184,6 +207,7 @@ class ProcessingLoop:
             stats.update({
                 "source": self.source.name,
                 "running": self.running,
+                "events": self.events is not None,
                 "started_at": self._started_at,
                 "queue_size": self._queue.qsize(),
                 "last_event_id": last.id if last else None,
@@ -207,8 +231,9 @@ class ProcessingLoop:
 
     def _produce(self) -> None:
         try:
+            received = "blocks_received" if self._blocks else "windows_received"
             for window in self.source.windows(self._stop):
-                self._count("windows_received")
+                self._count(received)
                 if self.source.realtime:
                     self._put_dropping_oldest(window)
                 else:
@@ -236,9 +261,10 @@ class ProcessingLoop:
                 if dropped is _SENTINEL:  # Never happens (only this thread puts it).
                     self._queue.put_nowait(dropped)
                     return
-                self._count("windows_dropped")
-                logger.warning("processing falls behind: dropped the window %.2f-%.2f s",
-                               dropped.start, dropped.end)
+                self._count("blocks_dropped" if self._blocks else "windows_dropped")
+                logger.warning("processing falls behind: dropped the %s %.2f-%.2f s",
+                               "block" if self._blocks else "window", dropped.start,
+                               dropped.end)
 
     def _consume(self) -> None:
         while True:
@@ -249,7 +275,57 @@ class ProcessingLoop:
                 return
             self._process(item)
 
-    def _process(self, window: AudioWindow) -> None:
+    def _process(self, piece: AudioWindow) -> None:
+        """A window, or a block: events first (at once), then the windows it completes."""
+        if self.events is not None:
+            self._follow(self.events, piece)
+        windows = self._assembler.add(piece)
+        if self._blocks:
+            self._count("windows_received", len(windows))
+        for window in windows:
+            self._classify(window)
+
+    def _finish_stream(self) -> None:
+        """End of the stream: the window cut short, then the events' last records."""
+        try:
+            for window in self._assembler.flush():
+                self._classify(window)
+            if self.events is not None:
+                self._deliver_sounds(self.events.close())
+        except Exception:
+            logger.exception("finishing the stream failed")
+            self._count("errors")
+        self._count("windows_dropped", self._assembler.cut_dropped)
+
+    def _follow(self, events: SoundEvents, piece: AudioWindow) -> None:
+        try:
+            records = events.push(piece.audio, piece.start, timestamp=piece.timestamp,
+                                       source=piece.source)
+        except Exception:
+            logger.exception("following sound events in %.2f-%.2f s of %s failed",
+                             piece.start, piece.end, piece.source)
+            self._count("errors")
+            return
+        self._deliver_sounds(records)
+
+    def _deliver_sounds(self, records: Sequence[SoundEvent]) -> None:
+        for record in records:
+            counter = _SOUND_COUNTERS.get(record.kind)
+            with self._lock:
+                self._counters["sound_records"] += 1
+                if counter is not None:
+                    self._counters[counter] += 1
+            for sink in self._sinks:
+                try:
+                    sink.handle_sound(record)
+                except Exception:
+                    logger.exception("sink %s failed on the %s of sound event %d",
+                                     type(sink).__name__, record.kind, record.id)
+                    with self._lock:
+                        self._counters["errors"] += 1
+                        self._counters["sink_errors"] += 1
+
+    def _classify(self, window: AudioWindow) -> None:
         try:
             predictions = tuple(self.processor.predict(window.audio, window.sample_rate))
         except Exception:

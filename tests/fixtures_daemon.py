@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from audio.events import Event, Prediction
+from audio.events import Event, Prediction, SoundEvent
 from tests.dh_server import DeviceHiveTestServer
 
 
@@ -34,6 +34,22 @@ def make_event() -> Callable[..., Event]:
         return Event(id=i, timestamp=time.time() if timestamp is None else timestamp,
                      start=0.96 * i, end=0.96 * (i + 1), predictions=predictions,
                      source="test")
+
+    return factory
+
+
+@pytest.fixture
+def make_sound() -> Callable[..., SoundEvent]:
+    """``make_sound(kind, id)`` -> a ``dog`` SoundEvent record (start 12.4 s, end 15.1 s)."""
+
+    def factory(kind: str, id_: int = 1, sound: str = "dog", start: float = 12.4,
+                end: float = 15.1, start_time: float | None = 1_700_000_012.4,
+                source: str = "mic") -> SoundEvent:
+        end_time = None if start_time is None else start_time + end - start
+        return SoundEvent(kind=kind, id=id_, sound=sound, classes=("Dog", "Bark"),
+                          start=start, end=end, peak_score=0.83, mean_score=0.61,
+                          peak_dbfs=-18.2, mean_dbfs=-21.0, source=source,
+                          start_time=start_time, end_time=end_time)
 
     return factory
 

@@ -109,3 +109,57 @@ def test_capture_saves_what_the_microphone_heard_and_logs_predictions(
     assert lags[0] == 0
     for i in range(1, len(lags)):
         assert lags[i] == lags[i - 1] + lengths[i - 1]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_capture_listens_for_a_dog_and_saves_the_event(virtual_microphone, tmp_path):
+    """[3 s silence][dog bark, 4 s][6 s silence] into the microphone with --listen dog:
+    one start line and one end line for the dog, at the stream times where the bark was
+    played (the pipe source records nothing before the first write, so stream time is
+    played time), and with --save_events the event's audio with a second on each side."""
+    from audio.io import mono_blocks, open_audio
+    from tests.conftest import require_shared
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    with open_audio(require_shared("audio", "urbansound_samples", "dogbark.wav")) as reader:
+        bark = np.concatenate(list(mono_blocks(reader, RATE)))
+    played = np.concatenate([np.zeros(3 * RATE), bark, np.zeros(6 * RATE)])
+    pcm = np.round(played * 32767).astype(np.int16)
+    save = tmp_path / "events"
+    save.mkdir()
+    env = script_env(virtual_microphone.env())
+    returncode, log = run_capture(
+        virtual_microphone, ["--backend", "yamnet", "--yamnet_model", str(model), "--listen",
+                             "dog", "--min_time", "2", "--max_time", "3", "--save_path",
+                             str(save), "--save_events"], pcm, env=env, cwd=PROJECT,
+        done=lambda lines: any("event_" in line and "saved" in line for line in lines))
+    text = "".join(log)
+    assert returncode == 130 and "Traceback" not in text, text[-3000:]
+    starts = re.findall(r"Event start: dog at (\d+\.\d\d) s \(peak 0\.\d\d, -?\d+ dBFS, #1\)",
+                        text)
+    ends = re.findall(r"Event end: dog (\d+\.\d\d)-(\d+\.\d\d) s \(peak", text)
+    assert len(starts) == 1 and len(ends) == 1, text[-3000:]
+    assert "Event start:" not in text.replace("Event start: dog", "")  # nothing else
+    start, end = float(ends[0][0]), float(ends[0][1])
+    assert float(starts[0]) == start
+    bark_end = 3.0 + len(bark) / RATE
+    assert 3.0 - 0.96 <= start <= 3.0 + 0.5 and bark_end - 0.5 <= end <= bark_end + 0.96
+    assert sum("Predictions [" in line for line in log) >= 3  # windows still classified
+    (saved,) = save.iterdir()  # the event only: no record_*.wav
+    assert re.fullmatch(r"event_1_dog_\d{10}\.wav", saved.name)
+    audio, rate = read_audio(saved)
+    slack = round(0.01 * RATE)  # the log's times have two decimals
+    first = round((start - 1.0) * RATE)
+    assert rate == RATE and abs(len(audio) - (end - start + 2.0) * RATE) <= slack
+    samples = np.round(audio * 32768).astype(np.int16)
+    lags = [lag for lag in range(first - slack, first + slack + 1)
+            if np.array_equal(samples, pcm[lag:lag + len(samples)])]
+    assert lags, "the saved audio is not the played audio around the event"
+
+
+def test_save_events_needs_save_path():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--save_events"], capture_output=True,
+                            text=True, env=script_env(), cwd=PROJECT, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == ["error: --save_events needs --save_path DIR"]

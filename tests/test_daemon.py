@@ -247,6 +247,21 @@ def test_bad_arguments_fail_in_one_line(tmp_path, args, message):
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_unknown_sound_fails_in_one_line(tmp_path):
+    """--listen names are checked against the backend's classes once it is loaded."""
+    from tests.conftest import require_shared
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
+                             "--port", "0", "--source", str(WAV), "--backend", "yamnet",
+                             "--yamnet_model", str(model), "--listen", "dgo"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and "'dgo'" in errors[0] and "dog" in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_corrupt_config_file_fails_in_one_line(tmp_path):
     bad = tmp_path / "c.json"
     bad.write_text("{nope")
@@ -278,3 +293,48 @@ def test_non_loopback_bind_warns(tmp_path):
     assert "reachable from the network" in result.stderr
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "daemon.py: error:" in result.stderr  # which model files are missing, one line
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_sound_events_reach_the_web_api_and_devicehive(tmp_path, dh_server):
+    """A dog bark in a looped file: with --listen dog its event appears in /api/sounds,
+    and its start and end reach DeviceHive as soundEvent notifications."""
+    import numpy as np
+
+    from audio.io import mono_blocks, open_audio, write_wav
+    from tests.conftest import require_shared
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    with open_audio(require_shared("audio", "urbansound_samples", "dogbark.wav")) as reader:
+        bark = np.concatenate(list(mono_blocks(reader, 16000)))
+    wav = write_wav(tmp_path / "bark.wav", np.concatenate(
+        [np.zeros(32000, np.float32), bark, np.zeros(48000, np.float32)]), 16000)
+    _, refresh = dh_server.issue_tokens()
+    daemon = Daemon(tmp_path, ["--backend", "yamnet", "--yamnet_model", str(model)],
+                    "--listen", "dog", "--dh_url", dh_server.ws_url, "--dh_refresh_token",
+                    refresh, "--dh_device_id", DEVICE, source=("--source", str(wav)))
+    try:
+        deadline = time.monotonic() + 60
+        sounds: list = []
+        while time.monotonic() < deadline and not any(not s["active"] for s in sounds):
+            sounds = daemon.get_json("/api/sounds")["sounds"]
+            time.sleep(0.2)
+        ended = [s for s in sounds if not s["active"]]
+        assert ended, sounds
+        dog = ended[-1]
+        assert dog["sound"] == "dog" and dog["kind"] == "end" and dog["source"] == str(wav)
+        assert abs(dog["start"] - 2.0) <= 0.48 and abs(dog["end"] - 6.0) <= 0.96
+        status = daemon.get_json("/api/status")
+        assert status["sounds"]["total"] >= 1 and status["loop"]["sound_events_ended"] >= 1
+        assert status["loop"]["events"] is True
+        assert dh_server.wait_for(lambda s: sum(
+            n["notification"] == "soundEvent" for n in s.device_notifications(DEVICE)) >= 2, 30)
+        notes = [n["parameters"] for n in dh_server.device_notifications(DEVICE)
+                 if n["notification"] == "soundEvent"]
+        assert [(n["kind"], n["sound"], n["id"]) for n in notes[:2]] == \
+            [("start", "dog", dog["id"]), ("end", "dog", dog["id"])]
+        assert notes[1]["end"] == dog["end"]
+    finally:
+        code = daemon.stop()
+    assert code == 0

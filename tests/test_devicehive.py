@@ -10,6 +10,7 @@ import time
 import pytest
 
 from audio.sinks.devicehive import (
+    SOUND_NOTIFICATION_NAME,
     DeviceHiveConfigError,
     DeviceHiveSettings,
     DeviceHiveSink,
@@ -319,3 +320,36 @@ def test_test_server_speaks_the_documented_rest_protocol():
         assert _rest(server, "POST", "/token/refresh", {"refreshToken": access})[0] == 401
     finally:
         server.stop()
+
+
+def test_sound_event_starts_and_ends_are_soundEvent_notifications_in_order(
+        dh_server, make_event, make_sound):
+    sink = DeviceHiveSink(_settings(dh_server, "ws"))
+    try:
+        sink.handle(make_event(0, timestamp=1_700_000_000))
+        sink.handle_sound(make_sound("start", 7))
+        sink.handle_sound(make_sound("update", 7))  # not sent
+        sink.handle_sound(make_sound("end", 7))
+        got = _wait_count(dh_server, 3)
+        assert [n["notification"] for n in got] == ["audio_analysis", SOUND_NOTIFICATION_NAME,
+                                                    SOUND_NOTIFICATION_NAME]
+        start, end = got[1]["parameters"], got[2]["parameters"]
+        assert {k: start[k] for k in ("kind", "id", "sound", "classes", "start")} == \
+            {"kind": "start", "id": 7, "sound": "dog", "classes": ["Dog", "Bark"], "start": 12.4}
+        assert end["kind"] == "end" and end["end"] == 15.1 and end["peak_dbfs"] == -18.2
+        assert start["timestamp"] == got[1]["timestamp"] == format_timestamp(1_700_000_012_400)
+        assert sink.flush(5) and sink.status()["sent"] == 3
+    finally:
+        sink.close()
+
+
+def test_legacy_format_sends_no_sound_events(dh_server, make_event, make_sound):
+    sink = DeviceHiveSink(_settings(dh_server, "ws"), legacy_format=True)
+    try:
+        sink.handle_sound(make_sound("start", 1))
+        sink.handle(make_event(0))
+        (note,) = _wait_count(dh_server, 1)
+        assert note["parameters"] is None
+        assert sink.flush(5) and sink.status()["sent"] == 1
+    finally:
+        sink.close()

@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from audio.events import Event, Prediction
+from audio.events import Event, Prediction, SoundEvent
 from audio.io import read_audio, write_wav
 from audio.loop import AudioWindow, ProcessingLoop
 from audio.sinks import CallbackSink, LogSink, SaveDirectoryError, WavSaverSink
 from audio.sources import FileSource, FileStreamSource, MicrophoneSource
+from tests.conftest import require_shared
 from tests.fixtures_audio import chirps_and_noise, script_env
 
 RATE = 16000
@@ -55,20 +56,22 @@ def _files(tmp_path: Path, rng: np.random.Generator, seconds: list[float]) -> li
 
 
 def test_file_stream_windows_in_order_to_every_sink(tmp_path, rng):
-    _files(tmp_path, rng, [5.0, 2.5, 0.5])  # the 0.5 s file is too short: skipped
+    _files(tmp_path, rng, [5.0, 2.5, 0.5, 0.01])
     received: list[Event] = []
     source = FileStreamSource([tmp_path], window_seconds=2.0)
     loop = ProcessingLoop(source, RmsProcessor(), [CallbackSink(received.append), LogSink()])
     loop.run()
     spans = [(Path(e.source).name, e.start, e.end) for e in received]
+    # f0's last second is a window of its own (>= 0.975 s); f1's last 0.5 s joins the
+    # window before it; the files shorter than a window, 0.5 s and 10 ms, are one each.
     assert spans == [("f0.wav", 0.0, 2.0), ("f0.wav", 2.0, 4.0), ("f0.wav", 4.0, 5.0),
-                     ("f1.wav", 0.0, 2.0)]  # f1's last 0.5 s < 0.975 s: not classifiable
-    assert [e.id for e in received] == [1, 2, 3, 4]
+                     ("f1.wav", 0.0, 2.5), ("f2.wav", 0.0, 0.5), ("f3.wav", 0.0, 0.01)]
+    assert [e.id for e in received] == [1, 2, 3, 4, 5, 6]
     assert received[3].predictions[0].score > received[0].predictions[0].score  # louder file
     stats = loop.stats()
-    assert stats["windows_processed"] == stats["windows_received"] == 4
+    assert stats["windows_processed"] == stats["windows_received"] == 6
     assert stats["errors"] == 0 and stats["windows_dropped"] == 0 and not stats["running"]
-    assert source.files_failed == 1
+    assert source.files_failed == 0
 
 
 def test_a_failing_sink_is_logged_and_the_loop_goes_on(tmp_path, rng, caplog):
@@ -197,17 +200,21 @@ def test_wav_saver_sink_names_and_contents(tmp_path, rng):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("block", [None, 0.1])
 def test_microphone_windows_are_contiguous_while_classifying(virtual_microphone, monkeypatch,
-                                                             rng):
+                                                             rng, block):
     """Through PyAudio for real: windows of min..max time, nothing lost between them even
-    though every window takes 1.5 s to classify."""
+    though every window takes 1.5 s to classify; the same in block mode (events), where
+    every block goes to the events at once."""
     virtual_microphone.apply_env(monkeypatch)
     signal_ = chirps_and_noise(9.0, rng)
     pcm = np.round(signal_ * 32767).astype(np.int16)
     received: list[Event] = []
-    source = MicrophoneSource(min_time=1.0, max_time=2.0)
+    events = _ScriptedEvents()
+    source = MicrophoneSource(min_time=1.0, max_time=2.0, block_seconds=block)
     source.open()
-    loop = ProcessingLoop(source, RmsProcessor(delay=1.5), [CallbackSink(received.append)])
+    loop = ProcessingLoop(source, RmsProcessor(delay=1.5), [CallbackSink(received.append)],
+                          events=events if block else None)
     thread = loop.start()
     virtual_microphone.play(pcm)
     time.sleep(2.5)  # let the last windows come out
@@ -222,4 +229,233 @@ def test_microphone_windows_are_contiguous_while_classifying(virtual_microphone,
     recorded = np.concatenate([e.audio for e in received])
     expected = pcm[:recorded.shape[0]] / 32768.0
     np.testing.assert_array_equal(recorded, expected.astype(np.float32))
-    assert loop.stats()["windows_dropped"] == 0
+    assert loop.stats()["windows_dropped"] == loop.stats()["blocks_dropped"] == 0
+    if block:
+        assert all(end - start <= block + 1e-9 for start, end, _ in events.pushes)
+        assert events.pushes[0][0] == 0.0 and all(
+            after[0] == pytest.approx(before[1])
+            for before, after in itertools.pairwise(events.pushes))
+
+
+# -- sound events through the loop ------------------------------------------------------
+class _ScriptedEvents:
+    """Stands in for ``EventStream``: a sound is 'heard' in a piece whose peak is >= 0.5;
+    records every push; ``close`` ends what is active (as the real stream does)."""
+
+    def __init__(self) -> None:
+        self.pushes: list[tuple[float, float, str]] = []
+        self.active: int | None = None
+        self.next_id = 1
+
+    def _record(self, kind: str, start: float) -> SoundEvent:
+        assert self.active is not None
+        return SoundEvent(kind, self.active, "loud", ("loud",), start, start, 1.0, 1.0, 0.0,
+                          0.0, "f")
+
+    def push(self, audio, start, *, timestamp=None, source=""):
+        self.pushes.append((start, start + len(audio) / RATE, source))
+        loud = float(np.max(np.abs(audio), initial=0.0)) >= 0.5
+        if loud and self.active is None:
+            self.active, self.next_id = self.next_id, self.next_id + 1
+            return [self._record("start", start)]
+        if not loud and self.active is not None:
+            record = self._record("end", start)
+            self.active = None
+            return [record]
+        return []
+
+    def close(self):
+        if self.active is None:
+            return []
+        record = self._record("end", -1.0)
+        self.active = None
+        return [record]
+
+
+class _Recorder:
+    """A sink that writes what it receives, and its close, into one shared journal."""
+
+    def __init__(self, journal: list, name: str, fail_sounds: bool = False) -> None:
+        self.journal, self.name, self.fail_sounds = journal, name, fail_sounds
+
+    def handle(self, event: Event) -> None:
+        self.journal.append((self.name, "window", event.start, event.end))
+
+    def handle_sound(self, record: SoundEvent) -> None:
+        if self.fail_sounds:
+            raise RuntimeError(f"sink broken on sound {record.id}")
+        self.journal.append((self.name, record.kind, record.id, record.start))
+
+    def close(self) -> None:
+        self.journal.append((self.name, "close"))
+
+
+def _quiet_loud(tmp_path: Path, pattern: str) -> Path:
+    """A file of one-second pieces: '.' quiet noise, 'X' loud (peak 0.9)."""
+    rng = np.random.default_rng(1)
+    pieces = [rng.uniform(-0.1, 0.1, RATE) * (9 if c == "X" else 1) for c in pattern]
+    return write_wav(tmp_path / "ql.wav", np.concatenate(pieces), RATE)
+
+
+def test_sound_events_reach_every_sink_in_order_and_close_ends_them_first(tmp_path):
+    """Records go to every sink as soon as their block is pushed, before the window that
+    holds them; the stream's last end comes from close(), before any sink closes."""
+    path = _quiet_loud(tmp_path, ".X..X")
+    journal: list = []
+    events = _ScriptedEvents()
+    source = FileStreamSource([path], window_seconds=2.5, block_seconds=0.5)
+    loop = ProcessingLoop(source, RmsProcessor(), [_Recorder(journal, "a"),
+                                                   _Recorder(journal, "b")], events=events)
+    loop.run()
+    a = [entry[1:] for entry in journal if entry[0] == "a"]
+    assert a == [("start", 1, 1.0), ("end", 1, 2.0), ("window", 0.0, 2.5),
+                 ("start", 2, 4.0), ("window", 2.5, 5.0), ("end", 2, -1.0), ("close",)]
+    assert [entry[1:] for entry in journal if entry[0] == "b"] == a
+    assert journal.index(("a", "end", 2, -1.0)) < journal.index(("a", "close"))
+    assert journal.index(("b", "end", 2, -1.0)) < journal.index(("a", "close"))
+    assert events.pushes == [(i * 0.5, (i + 1) * 0.5, str(path)) for i in range(10)]
+    stats = loop.stats()
+    assert stats["sound_records"] == 4 and stats["sound_events_started"] == 2
+    assert stats["sound_events_ended"] == 2 and stats["errors"] == 0
+    assert stats["blocks_received"] == 10 and stats["windows_processed"] == 2
+
+
+def test_a_failing_handle_sound_is_logged_and_counted(tmp_path, caplog):
+    path = _quiet_loud(tmp_path, ".X.")
+    journal: list = []
+    loop = ProcessingLoop(FileSource(path, window_seconds=1.0),
+                          RmsProcessor(), [_Recorder(journal, "bad", fail_sounds=True),
+                                           _Recorder(journal, "good")], events=_ScriptedEvents())
+    loop.run()
+    assert [e[1] for e in journal if e[0] == "good"] == ["window", "start", "window", "end",
+                                                         "window", "close"]
+    stats = loop.stats()
+    assert stats["sink_errors"] == stats["errors"] == 2 and stats["windows_processed"] == 3
+    assert "sink broken on sound 1" in caplog.text
+
+
+def test_blocks_are_joined_into_the_windows_a_window_source_hands_over(tmp_path, rng):
+    _files(tmp_path, rng, [5.0, 2.5, 0.5])
+    runs = {}
+    for block in (None, 0.3):
+        received: list[Event] = []
+        events = _ScriptedEvents()
+        source = FileStreamSource([tmp_path], window_seconds=2.0, block_seconds=block)
+        ProcessingLoop(source, RmsProcessor(), [CallbackSink(received.append)],
+                       events=events).run()
+        runs[block] = received
+        assert sum(end - start for start, end, _ in events.pushes) == pytest.approx(8.0)
+        assert all(end - start <= (block or 2.5) + 1e-9 for start, end, _ in events.pushes)
+    assert [(e.source, e.start, e.end) for e in runs[0.3]] == \
+        [(e.source, e.start, e.end) for e in runs[None]]
+    for whole, joined in zip(runs[None], runs[0.3], strict=True):
+        np.testing.assert_array_equal(whole.audio, joined.audio)
+
+
+class _BlockSource:
+    """A real-time source of 0.5 s blocks (four to a window) of a ramp, with scripted holes
+    (blocks never handed over), as fast as the loop takes them."""
+
+    name = "blocks"
+    realtime = True
+    block_seconds = 0.5
+
+    def __init__(self, count: int, holes: set[int] = frozenset()) -> None:
+        self.count, self.holes = count, holes
+
+    def windows(self, stop: threading.Event) -> Iterator[AudioWindow]:
+        n = RATE // 2
+        for i in range(self.count):
+            if stop.is_set():
+                return
+            if i in self.holes:
+                continue
+            audio = (np.arange(i * n, (i + 1) * n) / 1e7).astype(np.float32)
+            yield AudioWindow(audio, RATE, i * 0.5, (i + 1) * 0.5, time.time(), self.name,
+                              ends_window=i % 4 == 3)
+
+    def request_window(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_gap_cuts_the_window_being_joined():
+    """Blocks 0-2 then a hole: the cut window (1.5 s) is classified; after the hole the
+    windows follow the source's marks again; a cut piece under 0.975 s is dropped."""
+    received: list[Event] = []
+    events = _ScriptedEvents()
+    loop = ProcessingLoop(_BlockSource(14, holes={3, 12}), RmsProcessor(),
+                          [CallbackSink(received.append)], events=events)
+    loop.run()
+    assert [(e.start, e.end) for e in received] == [(0.0, 1.5), (2.0, 4.0), (4.0, 6.0)]
+    for event in received:  # no window holds a hole
+        np.testing.assert_array_equal(
+            event.audio, (np.arange(round(event.start * RATE), round(event.end * RATE))
+                          / 1e7).astype(np.float32))
+    stats = loop.stats()
+    assert stats["windows_dropped"] == 1  # 6.5-7.0 s, then the stream ended
+    assert stats["blocks_received"] == 12 and stats["windows_processed"] == 3
+
+
+def test_dropped_blocks_never_leave_a_hole_in_a_window():
+    """Blocks come much faster than windows are classified: the queue drops blocks, and
+    every window classified is still contiguous audio."""
+    received: list[Event] = []
+    loop = ProcessingLoop(_BlockSource(400), RmsProcessor(delay=0.02),
+                          [CallbackSink(received.append)], queue_size=1)
+    loop.run()
+    stats = loop.stats()
+    assert stats["blocks_dropped"] > 0 and stats["blocks_received"] == 400
+    assert received
+    for event in received:
+        np.testing.assert_array_equal(
+            event.audio, (np.arange(round(event.start * RATE), round(event.end * RATE))
+                          / 1e7).astype(np.float32))
+
+
+@pytest.fixture(scope="module")
+def yamnet_processor():
+    from audio.pipeline import WavProcessor
+    from audio.settings import Settings
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    processor = WavProcessor(Settings(backend="yamnet", yamnet_model=model)).load()
+    yield processor
+    processor.close()
+
+
+def _clip(name: str) -> np.ndarray:
+    from audio.io import mono_blocks, open_audio
+
+    with open_audio(require_shared("audio", "urbansound_samples", f"{name}.wav")) as reader:
+        return np.concatenate(list(mono_blocks(reader, RATE)))
+
+
+def test_yamnet_events_through_the_loop_equal_the_files(tmp_path, yamnet_processor):
+    """[4 s silence][dogbark][6 s silence][siren][4 s silence] played in 0.1 s blocks
+    through the loop gives the events the pipeline finds in the whole file."""
+    from audio.eventstream import EventStream
+    from audio.settings import Settings
+    from audio.sounds import configured_sounds
+
+    silence = np.zeros(4 * RATE, np.float32)
+    audio = np.concatenate([silence, _clip("dogbark"), silence, silence[:2 * RATE],
+                            _clip("siren"), silence])
+    path = write_wav(tmp_path / "assembled.wav", audio, RATE)
+    sounds = configured_sounds(Settings(listen="dog,siren"), yamnet_processor.labels)
+    expected = yamnet_processor.analyze_file(path, sounds=sounds).events
+    records = []
+    source = FileStreamSource([path], window_seconds=5.0, block_seconds=0.1)
+    loop = ProcessingLoop(source, yamnet_processor, [CallbackSink(lambda e: None,
+                                                                  records.append)],
+                          events=EventStream(yamnet_processor.backend, sounds))
+    loop.run()
+    assert [(r.kind, r.sound) for r in records] == [("start", "dog"), ("end", "dog"),
+                                                    ("start", "siren"), ("end", "siren")]
+    ends = [r for r in records if r.kind == "end"]
+    assert [(r.sound, r.start, r.end) for r in ends] == \
+        [(e.sound, e.start, e.end) for e in expected]
+    assert ends[0].start == pytest.approx(4.0, abs=0.48)
+    assert ends[0].start_time is not None  # live-style records carry wall-clock times

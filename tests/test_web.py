@@ -343,3 +343,20 @@ def test_config_file_mode_survives_umask(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "c.json").stat().st_mode) == 0o600
+
+
+def test_api_sounds_and_status_show_sound_events(site, make_sound):
+    assert site.get_json("/api/sounds") == {"sounds": [], "total": 0}
+    site.store.handle_sound(make_sound("start", 1))
+    site.store.handle_sound(make_sound("end", 1))
+    site.store.handle_sound(make_sound("start", 2, sound="siren", start=20.0, end=20.5))
+    data = site.get_json("/api/sounds?limit=5")
+    assert data["total"] == 2
+    assert [(s["id"], s["sound"], s["kind"], s["active"]) for s in data["sounds"]] == \
+        [(2, "siren", "start", True), (1, "dog", "end", False)]
+    assert data["sounds"][1]["end"] == 15.1 and data["sounds"][1]["classes"] == ["Dog", "Bark"]
+    assert site.get_json("/api/status")["sounds"] == {"total": 2}
+    status, _, body = site.request("GET", "/api/sounds?limit=0")
+    assert status == 400 and b"Traceback" not in body
+    _, _, page = site.request("GET", "/events/")
+    assert b'id="sounds-body"' in page

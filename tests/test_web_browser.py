@@ -145,3 +145,23 @@ def test_config_form_saves_and_reconnects(browser, site, dh_server, make_event, 
     assert "ws://" in page.inner_text("#form-error")
     assert page.input_value("#server_url") == "ftp://<script>x</script>"
     page.close()
+
+
+def test_events_page_shows_sound_events_live(browser, site, make_sound):
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(site["url"] + "/events/")
+    page.wait_for_selector("#sounds-body tr.empty")
+    site["store"].handle_sound(make_sound("start", 1, sound="<i>dog</i>"))
+    page.wait_for_selector("#sounds-body tr[data-id='1']", timeout=10000)
+    assert "12.40–…" in page.inner_text("#sounds-body tr[data-id='1']")
+    site["store"].handle_sound(make_sound("end", 1, sound="<i>dog</i>"))
+    page.wait_for_function(
+        "() => document.querySelector(\"#sounds-body tr[data-id='1']\").textContent"
+        ".includes('12.40–15.10 s')", timeout=10000)
+    row = page.inner_text("#sounds-body tr[data-id='1']")
+    assert "<i>dog</i>" in row and "0.83" in row and "-18 dBFS" in row
+    assert page.query_selector("#sounds-body i") is None  # text, never HTML
+    assert not errors, errors
+    page.close()

@@ -66,6 +66,7 @@ class WebApp:
         out: dict[str, Any] = {"uptime": round(time.time() - self.started, 3),
                                "events": {"total": self.store.total,
                                           "last_id": self.store.last_id},
+                               "sounds": {"total": self.store.sounds_total},
                                "web": {"requests": self.requests,
                                        "client_errors": self.client_errors,
                                        "server_errors": self.server_errors,

@@ -167,6 +167,10 @@ class Handler(BaseHTTPRequestHandler):
             limit = _int_param(query, "limit", 10, 1, MAX_LIMIT)
             self._send(HTTPStatus.OK, self.app.store.newest_json(since, limit),
                        "application/json")
+        elif path == "/api/sounds":
+            limit = _int_param(query, "limit", 10, 1, MAX_LIMIT)
+            self._json(HTTPStatus.OK, {"sounds": self.app.store.sounds(limit),
+                                       "total": self.app.store.sounds_total})
         elif path == "/api/status":
             self._json(HTTPStatus.OK, self.app.status())
         elif path == "/api/stream":

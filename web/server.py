@@ -1,8 +1,9 @@
 """The daemon's local web interface, on the standard library's threaded HTTP server.
 
 Pages: ``/`` (DeviceHive configuration + live connection status) and ``/events/`` (last
-10 predictions, live, with a bar chart of the top classes). JSON: ``/api/events``,
-``/api/status``, ``/api/stream`` (Server-Sent Events), ``/healthz``.
+10 predictions, live, with a bar chart of the top classes, and the last sound events).
+JSON: ``/api/events``, ``/api/sounds``, ``/api/status``, ``/api/stream`` (Server-Sent
+Events), ``/healthz``.
 
 Safe by default: loopback bind (the daemon warns otherwise), a ``Host`` allow-list against
 DNS rebinding, CSRF token + same-origin check on the configuration POST, a strict Content

@@ -1,4 +1,6 @@
-"""The last events of the loop, kept in memory for the pages, the JSON API and the stream."""
+"""The last events of the loop, kept in memory for the pages, the JSON API and the stream:
+classified windows, and beside them the last sound events (one entry per event, its
+``start`` record replaced by its ``update`` and ``end`` records as they come)."""
 
 from __future__ import annotations
 
@@ -7,16 +9,19 @@ import threading
 from collections import deque
 from typing import Any
 
-from audio.events import Event
+from audio.events import Event, SoundEvent
 
 MAX_EVENTS = 1000
+MAX_SOUNDS = 200
 
 
 class EventStore:
     """The last events, for the pages and the API; also a loop sink (``handle`` is O(1))."""
 
-    def __init__(self, maxlen: int = MAX_EVENTS) -> None:
+    def __init__(self, maxlen: int = MAX_EVENTS, max_sounds: int = MAX_SOUNDS) -> None:
         self._events: deque[dict[str, Any]] = deque(maxlen=maxlen)
+        self._sounds: deque[dict[str, Any]] = deque(maxlen=max_sounds)
+        self.sounds_total = 0
         self._cond = threading.Condition()
         self._cache: dict[tuple[int, int, int], bytes] = {}
         self.total = 0
@@ -34,6 +39,24 @@ class EventStore:
             self.total += 1
             self._cache.clear()
             self._cond.notify_all()
+
+    def handle_sound(self, record: SoundEvent) -> None:
+        """Keep the event: a ``start`` adds it, later records of it replace its entry."""
+        entry = {**record.as_dict(), "active": record.kind != "end"}
+        with self._cond:
+            for i in range(len(self._sounds) - 1, -1, -1):
+                if self._sounds[i]["id"] == record.id and self._sounds[i]["active"]:
+                    self._sounds[i] = entry
+                    break
+            else:
+                self._sounds.append(entry)
+                self.sounds_total += 1
+
+    def sounds(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The last ``limit`` sound events, newest first (active ones with their latest
+        record: ``kind`` start or update, ``active`` true)."""
+        with self._cond:
+            return [dict(e) for e in list(reversed(self._sounds))[:limit]]
 
     def close(self) -> None:
         with self._cond:

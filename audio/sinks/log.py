@@ -1,10 +1,11 @@
-"""The sink that logs one line of predictions per classified window (``capture.py``)."""
+"""The sink that logs one line of predictions per classified window (``capture.py``), and
+one line per sound event start and end."""
 
 from __future__ import annotations
 
 import logging
 
-from audio.events import Event
+from audio.events import Event, SoundEvent
 
 
 def _format(event: Event) -> str:
@@ -13,8 +14,21 @@ def _format(event: Event) -> str:
     return ", ".join(f"{p.label}: {p.score:.2f}" for p in event.predictions)
 
 
+def format_sound(record: SoundEvent) -> str:
+    """``Event start: dog at 12.40 s (peak 0.83, -18 dBFS, #3)`` or
+    ``Event end: dog 12.40-15.10 s (peak 0.83, mean 0.61, -18 dBFS, #3)``."""
+    if record.kind == "start":
+        return (f"Event start: {record.sound} at {record.start:.2f} s "
+                f"(peak {record.peak_score:.2f}, {record.peak_dbfs:.0f} dBFS, #{record.id})")
+    return (f"Event {record.kind}: {record.sound} {record.start:.2f}-{record.end:.2f} s "
+            f"(peak {record.peak_score:.2f}, mean {record.mean_score:.2f}, "
+            f"{record.peak_dbfs:.0f} dBFS, #{record.id})")
+
+
 class LogSink:
-    """Logs ``Predictions: Speech: 0.75, Music: 0.12`` for every window (the original's line)."""
+    """Logs ``Predictions: Speech: 0.75, Music: 0.12`` for every window (the original's line)
+    and ``Event start: ...`` / ``Event end: ...`` for every sound event; ``update`` records
+    go to the debug level, so that a long event still gives one line at each end."""
 
     def __init__(self, log: logging.Logger | None = None, level: int = logging.INFO) -> None:
         self._log = log or logging.getLogger("audio_analysis.capture")
@@ -23,6 +37,10 @@ class LogSink:
     def handle(self, event: Event) -> None:
         self._log.log(self._level, "Predictions [%.2f-%.2f s]: %s", event.start, event.end,
                       _format(event))
+
+    def handle_sound(self, record: SoundEvent) -> None:
+        level = logging.DEBUG if record.kind == "update" else self._level
+        self._log.log(level, "%s", format_sound(record))
 
     def close(self) -> None:
         pass

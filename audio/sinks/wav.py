@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from audio.errors import UsageError
-from audio.events import Event
+from audio.events import Event, SoundEvent
 from audio.io import write_wav
 
 # The name the logger had before the sinks became a package: log lines (and filters on
@@ -63,6 +63,9 @@ class WavSaverSink:
             return
         self.saved.append(path)
         logger.info('"%s" saved.', path)
+
+    def handle_sound(self, record: SoundEvent) -> None:
+        """Nothing: this sink saves windows; ``EventAudioSink`` saves the sound events."""
 
     def close(self) -> None:
         pass

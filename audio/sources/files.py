@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audio.io import AudioFileError, mono_blocks, open_audio
+from audio.io import AudioFileError, AudioTooShortError, mono_blocks, open_audio
 from audio.loop import AudioWindow
 from audio.settings import DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import TARGET_RATE, SourceError
@@ -74,16 +75,24 @@ class FileStreamSource:
       loop: start again from the first file after the last, forever.
       realtime: release windows at the pace of the audio (as a microphone would), using
         ``Event.wait`` so that ``stop`` interrupts the wait at once.
-      window_seconds: window length; a file's last window may be shorter (dropped when
-        under 0.975 s, the shortest classifiable input).
+      window_seconds: window length (see below for a file's last window).
+      block_seconds: hand each window over in blocks of at most this length (the last
+        block of a window marked ``ends_window``), for sound events (``audio.loop``).
 
-    Unreadable files are logged and skipped. Window times are seconds from the start of
-    their file; ``AudioWindow.source`` is the file's path.
+    A file's end: a file shorter than one window is one window, whatever its length (a
+    knock in a watched folder is classified: the pipeline pads what is shorter than a
+    frame); in a longer file, a last piece of at least ``MIN_AUDIO_SECONDS`` (0.975 s,
+    one VGGish example) is a window of its own, and a shorter one is added to the window
+    before it (which is then up to 0.975 s longer than ``window_seconds``), so that no
+    audio is left out and no window is classified mostly on padding.
+
+    Unreadable files (and files without a sample) are logged and skipped. Window times
+    are seconds from the start of their file; ``AudioWindow.source`` is the file's path.
     """
 
     def __init__(self, paths: Iterable[str | Path] | str | Path, loop: bool = False,
                  realtime: bool = False, window_seconds: float = DEFAULT_MIN_TIME,
-                 name: str | None = None) -> None:
+                 name: str | None = None, block_seconds: float | None = None) -> None:
         if isinstance(paths, (str, Path)):
             paths = [paths]
         self.paths = [Path(p) for p in paths]
@@ -94,6 +103,10 @@ class FileStreamSource:
         self.loop = loop
         self.realtime = realtime
         self.window_seconds = float(window_seconds)
+        if block_seconds is not None and not 0 < block_seconds <= window_seconds:
+            raise ValueError(f"block_seconds must be in (0, window_seconds], got "
+                             f"{block_seconds}")
+        self.block_seconds = block_seconds
         self.name = name or ", ".join(str(p) for p in self.paths)
         self._closed = threading.Event()
         self.files_failed = 0
@@ -128,21 +141,32 @@ class FileStreamSource:
         return stop.is_set() or self._closed.is_set()
 
     def _file_windows(self, path: Path, stop: threading.Event) -> Iterator[AudioWindow]:
+        """The file's windows (see the class docstring for its last one)."""
         size = round(self.window_seconds * TARGET_RATE)
         minimum = int(np.ceil(MIN_AUDIO_SECONDS * TARGET_RATE))
-        with open_audio(path, min_seconds=MIN_AUDIO_SECONDS) as reader:
+        with open_audio(path) as reader:
             pending = np.zeros(0, dtype=np.float32)
             position = 0
-            for block in mono_blocks(reader, TARGET_RATE, block_seconds=self.window_seconds):
-                pending = np.concatenate([pending, block])
+            try:
+                for block in mono_blocks(reader, TARGET_RATE, block_seconds=self.window_seconds):
+                    pending = np.concatenate([pending, block])
+                    # A window goes once what follows it is known not to be a short tail.
+                    while pending.shape[0] >= size + minimum:
+                        yield self._window(pending[:size], position, path)
+                        position += size
+                        pending = pending[size:]
+                    if self._stopped(stop):
+                        return
+            except AudioFileError:  # damaged further on: its whole windows before that
                 while pending.shape[0] >= size:
                     yield self._window(pending[:size], position, path)
                     position += size
                     pending = pending[size:]
-                if self._stopped(stop):
-                    return
-            if pending.shape[0] >= minimum:
+                raise
+            if pending.shape[0]:
                 yield self._window(pending, position, path)
+            elif position == 0:
+                raise AudioTooShortError(f"{path}: no audio sample at 16 kHz")
 
     def _window(self, audio: np.ndarray, position: int, path: Path) -> AudioWindow:
         return AudioWindow(audio=np.ascontiguousarray(audio), sample_rate=TARGET_RATE,
@@ -150,26 +174,48 @@ class FileStreamSource:
                            end=(position + audio.shape[0]) / TARGET_RATE,
                            timestamp=time.time(), source=str(path))
 
+    def _pieces(self, window: AudioWindow) -> Iterator[AudioWindow]:
+        """The window, or its blocks in block mode (the last one ends the window)."""
+        if self.block_seconds is None:
+            yield window
+            return
+        size = max(1, round(self.block_seconds * TARGET_RATE))
+        first = round(window.start * TARGET_RATE)
+        total = window.audio.shape[0]
+        for offset in range(0, total, size):
+            audio = window.audio[offset:offset + size]
+            yield AudioWindow(audio=audio, sample_rate=TARGET_RATE,
+                              start=(first + offset) / TARGET_RATE,
+                              end=(first + offset + audio.shape[0]) / TARGET_RATE,
+                              timestamp=window.timestamp, source=window.source,
+                              ends_window=offset + size >= total)
+
+    def _paced(self, pieces: Iterator[AudioWindow], stop: threading.Event,
+               clock: list[float]) -> Iterator[AudioWindow]:
+        """In real time, each piece when its last sample would have been recorded;
+        ``clock`` is [monotonic start, seconds released so far]."""
+        for piece in pieces:
+            if self.realtime:
+                clock[1] += piece.end - piece.start
+                delay = clock[0] + clock[1] - time.monotonic()
+                if delay > 0 and (stop.wait(delay) or self._closed.is_set()):
+                    return
+                piece = dataclasses.replace(piece, timestamp=time.time())
+            yield piece
+
     def windows(self, stop: threading.Event) -> Iterator[AudioWindow]:
-        clock_start = time.monotonic()
-        played = 0.0  # seconds of audio released so far (for real-time pacing)
+        clock = [time.monotonic(), 0.0]
         while not self._stopped(stop):
             files = expand_audio_paths(self.paths, on_error=self._unlistable)
             self._forget_removed()
             delivered = 0
             for path in files:
                 try:
-                    for window in self._file_windows(path, stop):
-                        if self.realtime:
-                            played += window.end - window.start
-                            delay = clock_start + played - time.monotonic()
-                            if delay > 0 and (stop.wait(delay) or self._closed.is_set()):
-                                return
-                            window = AudioWindow(window.audio, window.sample_rate,
-                                                 window.start, window.end, time.time(),
-                                                 window.source)
+                    windows = self._file_windows(path, stop)
+                    for piece in self._paced((p for w in windows for p in self._pieces(w)),
+                                             stop, clock):
                         delivered += 1
-                        yield window
+                        yield piece
                         if self._stopped(stop):
                             return
                 except AudioFileError as exc:

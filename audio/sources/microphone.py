@@ -9,8 +9,17 @@ keeps recording (nothing is lost), windows are between ``min_time`` and ``max_ti
 long, and if classification ever falls behind by more than the loop's queue, the loop
 drops whole windows and counts them rather than stalling the microphone.
 
+Block mode (``block_seconds``, for sound events): the same windows are handed over in
+blocks of at most ``block_seconds`` as the audio comes, the block that completes a window
+marked (``AudioWindow.ends_window``), so that the loop can push each block to the event
+detector at once and still classify the windows the rule above makes. Blocks are cut at
+the window's ``min_time`` and ``max_time`` marks, so the windows are the same length as
+whole windows would be (to a block: a window that the loop's idleness ends after
+``min_time`` ends with the first block after the loop asked).
+
 The device is opened at 16 kHz mono int16; when it refuses that rate, at its native
-rate, each window then being resampled to 16 kHz with resampy. PortAudio's start-up and
+rate, each window then being resampled to 16 kHz with resampy (in block mode, the blocks
+are resampled as one stream, ``audio.io.StreamResampler``, so that no block edge shows). PortAudio's start-up and
 device-opening chatter (ALSA, JACK) is kept off stderr by ``audio.native`` when the
 application asks for it.
 """
@@ -153,25 +162,34 @@ class _RingBuffer:
         self._start = (self._start + overwritten) % capacity
         return overwritten
 
-    def take(self) -> np.ndarray:
-        """Everything buffered, oldest first; empties the buffer."""
-        idx = (self._start + np.arange(self.size)) % self._data.shape[0]
+    def take(self, count: int | None = None) -> np.ndarray:
+        """The oldest ``count`` samples (default: everything buffered), removed."""
+        count = self.size if count is None else min(count, self.size)
+        idx = (self._start + np.arange(count)) % self._data.shape[0]
         out = self._data[idx]
-        self._start, self.size = 0, 0
+        self.size -= count
+        self._start = 0 if self.size == 0 else (self._start + count) % self._data.shape[0]
         return out
 
 
 class MicrophoneSource:
-    """PyAudio capture on its own thread; windows of ``min_time``..``max_time`` seconds."""
+    """PyAudio capture on its own thread; windows of ``min_time``..``max_time`` seconds,
+    whole or (``block_seconds``) in blocks."""
 
     realtime = True
 
     def __init__(self, min_time: float = DEFAULT_MIN_TIME, max_time: float = DEFAULT_MAX_TIME,
                  device: str | int | None = None, chunk_seconds: float = CHUNK_SECONDS,
-                 name: str = "microphone") -> None:
+                 name: str = "microphone", block_seconds: float | None = None) -> None:
         if min_time < MIN_AUDIO_SECONDS or max_time < min_time:
             raise ValueError(f"need {MIN_AUDIO_SECONDS} s ≤ min_time ≤ max_time, got "
                              f"{min_time}, {max_time}")
+        if block_seconds is not None and not 0 < block_seconds <= min_time:
+            raise ValueError(f"block_seconds must be in (0, min_time], got {block_seconds}")
+        self.block_seconds = block_seconds
+        self._in_window = 0  # device samples of the current window handed over (blocks)
+        self._resampler: Any = None
+        self._out_samples = 0  # 16 kHz samples handed over (blocks, resampled device)
         self.name = name
         self.min_time, self.max_time = float(min_time), float(max_time)
         self.device = device
@@ -286,9 +304,57 @@ class MicrophoneSource:
             self._requested = True
             self._cond.notify_all()
 
+    def _block_size(self) -> int:
+        """Device samples of the next block: ``block_seconds``, or less to stop at the
+        window's ``min_time`` or ``max_time`` mark."""
+        low, high = round(self.min_time * self.rate), round(self.max_time * self.rate)
+        mark = low if self._in_window < low else high
+        return max(1, min(round(self.block_seconds * self.rate),  # type: ignore[operator]
+                          mark - self._in_window))
+
     def _ready(self, ring: _RingBuffer) -> bool:
+        if self.block_seconds is not None:
+            return ring.size >= self._block_size()
         buffered = ring.size / self.rate
         return buffered >= self.max_time or (self._requested and buffered >= self.min_time)
+
+    def _take(self, ring: _RingBuffer) -> tuple[int, np.ndarray, float, bool]:
+        """(first sample, samples, wall-clock time of the last one, ends a window); with
+        ``_cond`` held."""
+        start = self._captured - ring.size
+        if self.block_seconds is None:
+            samples, ends = ring.take(), True
+        else:
+            samples = ring.take(self._block_size())
+            self._in_window += samples.shape[0]
+            ends = self._in_window >= round(self.max_time * self.rate) or (
+                self._requested and self._in_window >= round(self.min_time * self.rate))
+            if ends:
+                self._in_window = 0
+        self._requested = False
+        timestamp = self._last_chunk_time - ring.size / self.rate  # the rest came later
+        return start, samples, timestamp, ends
+
+    def _piece(self, start: int, samples: np.ndarray, timestamp: float,
+               ends: bool) -> AudioWindow:
+        """The samples as 16 kHz float32 audio, timed in seconds from the first sample."""
+        audio = samples.astype(np.float32) / np.float32(32768.0)
+        begin, end = start / self.rate, (start + samples.shape[0]) / self.rate
+        if self.rate != TARGET_RATE and self.block_seconds is None:
+            import resampy
+
+            audio = resampy.resample(audio, self.rate, TARGET_RATE).astype(np.float32)
+        elif self.rate != TARGET_RATE:
+            if self._resampler is None:
+                from audio.io import StreamResampler
+
+                self._resampler = StreamResampler(self.rate, TARGET_RATE)
+            audio = self._resampler.process(audio).astype(np.float32)
+            begin = self._out_samples / TARGET_RATE
+            self._out_samples += audio.shape[0]
+            end = self._out_samples / TARGET_RATE
+        return AudioWindow(audio=audio, sample_rate=TARGET_RATE, start=begin, end=end,
+                           timestamp=timestamp, source=self.name, ends_window=ends)
 
     def windows(self, stop: threading.Event) -> Iterator[AudioWindow]:
         self.open()
@@ -302,19 +368,8 @@ class MicrophoneSource:
                         self._cond.wait()
                     if self._closed or stop.is_set():
                         return
-                    start = self._captured - ring.size
-                    samples = ring.take()
-                    self._requested = False
-                    timestamp = self._last_chunk_time
-                audio = samples.astype(np.float32) / np.float32(32768.0)
-                if self.rate != TARGET_RATE:
-                    import resampy
-
-                    audio = resampy.resample(audio, self.rate, TARGET_RATE).astype(np.float32)
-                yield AudioWindow(audio=audio, sample_rate=TARGET_RATE,
-                                  start=start / self.rate,
-                                  end=(start + samples.shape[0]) / self.rate,
-                                  timestamp=timestamp, source=self.name)
+                    taken = self._take(ring)
+                yield self._piece(*taken)
         finally:
             self.close()
             self._close_device()

@@ -1,11 +1,14 @@
 // The events page: polls /api/events every second (as the original page did) and redraws
-// the table of the last 10 predictions and a bar chart of the top classes.
+// the table of the last 10 predictions and a bar chart of the top classes; polls
+// /api/sounds too and redraws the table of the last 10 sound events.
 "use strict";
 (function () {
   const body = document.getElementById("events-body");
   const chart = document.getElementById("chart");
   const live = document.getElementById("live-state");
+  const soundsBody = document.getElementById("sounds-body");
   let lastId = -1;
+  let lastSounds = "";
 
   function cell(row, text) {
     const td = document.createElement("td");
@@ -63,11 +66,36 @@
     }
   }
 
+  function drawSounds(sounds) {
+    if (!sounds.length) return;
+    soundsBody.replaceChildren();
+    for (const s of sounds) {
+      const row = document.createElement("tr");
+      row.dataset.id = String(s.id);
+      const when = s.start_time === null ? "" : new Date(s.start_time * 1000).toLocaleTimeString();
+      cell(row, when);
+      cell(row, s.sound);
+      cell(row, s.start.toFixed(2) + "–" + (s.active ? "…" : s.end.toFixed(2) + " s"));
+      cell(row, s.peak_score.toFixed(2));
+      cell(row, s.peak_dbfs.toFixed(0) + " dBFS");
+      soundsBody.appendChild(row);
+    }
+  }
+
+  async function pollSounds() {
+    const response = await fetch("/api/sounds?limit=10", {cache: "no-store"});
+    const text = await response.text();
+    if (text === lastSounds) return;
+    lastSounds = text;
+    drawSounds(JSON.parse(text).sounds);
+  }
+
   async function poll() {
     try {
       const response = await fetch("/api/events?limit=10", {cache: "no-store"});
       const data = await response.json();
       live.textContent = "Live.";
+      await pollSounds();
       if (data.last_id === lastId) return;
       lastId = data.last_id;
       drawTable(data.events);

@@ -1,4 +1,5 @@
-"""DeviceHive sink: one notification per classified window, delivered once and in order.
+"""DeviceHive sink: one notification per classified window and one ``soundEvent`` per sound
+event start and end, delivered once and in order.
 
 The ``devicehive`` client library (2.1.6, 2018) is used for the protocol (authentication,
 token refresh, ``put_device``, ``notification/insert``) but not for its connection
@@ -35,8 +36,10 @@ Modules: ``settings`` (what to connect to, validated; ``redact_url``), ``notific
 from __future__ import annotations
 
 from audio.sinks.devicehive.notification import (
+    SOUND_NOTIFICATION_NAME,
     OutgoingNotification,
     build_notification,
+    build_sound_notification,
     format_timestamp,
 )
 from audio.sinks.devicehive.settings import (
@@ -54,11 +57,13 @@ __all__ = [
     "DEFAULT_NOTIFICATION_NAME",
     "DEFAULT_QUEUE_SIZE",
     "SCHEMES",
+    "SOUND_NOTIFICATION_NAME",
     "DeviceHiveConfigError",
     "DeviceHiveSettings",
     "DeviceHiveSink",
     "OutgoingNotification",
     "build_notification",
+    "build_sound_notification",
     "format_timestamp",
     "is_redacted_of",
     "redact_url",

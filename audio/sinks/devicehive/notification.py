@@ -12,7 +12,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from audio.events import Event
+from audio.events import Event, SoundEvent
+
+SOUND_NOTIFICATION_NAME = "soundEvent"
+"""The name of the notifications that carry sound event records."""
 
 
 def format_timestamp(ms: int) -> str:
@@ -47,3 +50,11 @@ def build_notification(event: Event, seq: int, timestamp: str, name: str,
     parameters = {"predictions": predictions, "timestamp": timestamp,
                   "window": {"start": round(event.start, 3), "end": round(event.end, 3)}}
     return OutgoingNotification(seq, name, parameters, timestamp)
+
+
+def build_sound_notification(record: SoundEvent, seq: int, timestamp: str,
+                             ) -> OutgoingNotification:
+    """A sound event record as ``soundEvent`` with the record's fields as parameters (its
+    kind, id, sound, classes, start/end, scores, levels, source, wall-clock times)."""
+    parameters = {**record.as_dict(), "timestamp": timestamp}
+    return OutgoingNotification(seq, SOUND_NOTIFICATION_NAME, parameters, timestamp)

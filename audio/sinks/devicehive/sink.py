@@ -1,4 +1,5 @@
-"""DeviceHive sink: one notification per classified window, delivered once and in order.
+"""DeviceHive sink: one notification per classified window, and one ``soundEvent``
+notification per sound event start and end, delivered once and in order.
 
 The loop thread only appends to a bounded deque (``handle`` never blocks); when it is
 full, the oldest notification is dropped and counted. A sender thread owns the
@@ -18,7 +19,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 from typing import Any
 
-from audio.events import Event
+from audio.events import Event, SoundEvent
 from audio.sinks.devicehive.connection import (
     Ambiguous,
     Connection,
@@ -30,6 +31,7 @@ from audio.sinks.devicehive.connection import (
 from audio.sinks.devicehive.notification import (
     OutgoingNotification,
     build_notification,
+    build_sound_notification,
     format_timestamp,
 )
 from audio.sinks.devicehive.settings import (
@@ -110,16 +112,41 @@ class DeviceHiveSink:
             settings = self._settings
             if settings is None:
                 return
-            ms = max(round(event.timestamp * 1000), self._last_ms + 1)
-            self._last_ms = ms
             self._seq += 1
-            note = build_notification(event, self._seq, format_timestamp(ms),
-                                      settings.notification_name, settings.legacy_format)
-            self._queue.append(note)
-            while len(self._queue) + (self._inflight is not None) > settings.queue_size:
-                self._queue.popleft()
-                self.dropped += 1
-            self._cond.notify_all()
+            self._enqueue(build_notification(event, self._seq, self._stamp(event.timestamp),
+                                             settings.notification_name,
+                                             settings.legacy_format), settings)
+
+    def handle_sound(self, record: SoundEvent) -> None:
+        """A ``start`` or ``end`` record as a ``soundEvent`` notification (``update``
+        records are not sent; nor is anything in the legacy format, which had no events).
+
+        Queued like the windows' notifications: never blocks, same order and delivery."""
+        if record.kind not in ("start", "end"):
+            return
+        with self._cond:
+            settings = self._settings
+            if settings is None or settings.legacy_format:
+                return
+            clock = record.start_time if record.kind == "start" else record.end_time
+            self._seq += 1
+            self._enqueue(build_sound_notification(
+                record, self._seq, self._stamp(time.time() if clock is None else clock)),
+                settings)
+
+    def _stamp(self, seconds: float) -> str:
+        """A client timestamp later than every one before (``_cond`` held)."""
+        ms = max(round(seconds * 1000), self._last_ms + 1)
+        self._last_ms = ms
+        return format_timestamp(ms)
+
+    def _enqueue(self, note: OutgoingNotification, settings: DeviceHiveSettings) -> None:
+        """Queue a notification, dropping the oldest beyond the queue size (``_cond`` held)."""
+        self._queue.append(note)
+        while len(self._queue) + (self._inflight is not None) > settings.queue_size:
+            self._queue.popleft()
+            self.dropped += 1
+        self._cond.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop: give pending notifications up to ``timeout`` seconds to go out."""
