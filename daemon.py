@@ -57,10 +57,6 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    # Imported here, not at the top: it brings numpy, and the module's own import is the
-    # one moment a Ctrl-C cannot be turned into a quiet exit (run_script is not running).
-    from audio.sinks.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
-
     parser = argparse.ArgumentParser(
         prog="daemon.py",
         description="Classify sounds continuously from the microphone (or audio files), show "
@@ -96,6 +92,16 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--config", metavar="PATH", default=None,
                      help="configuration file (env AUDIO_ANALYSIS_CONFIG; default "
                           "$XDG_CONFIG_HOME/audio-analysis/config.json)")
+    _add_devicehive_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parser
+
+
+def _add_devicehive_arguments(parser: argparse.ArgumentParser) -> None:
+    # Imported here, not at the top: it brings numpy, and the module's own import is the
+    # one moment a Ctrl-C cannot be turned into a quiet exit (run_script is not running).
+    from audio.sinks.devicehive import DEFAULT_NOTIFICATION_NAME, DEFAULT_QUEUE_SIZE
+
     dh = parser.add_argument_group("DeviceHive (flags override the saved configuration "
                                    "for this run)")
     dh.add_argument("--dh_url", metavar="URL",
@@ -115,8 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     dh.add_argument("--dh_queue_size", type=int, default=DEFAULT_QUEUE_SIZE, metavar="N",
                     help=f"notifications kept while the server is unreachable (default "
                          f"{DEFAULT_QUEUE_SIZE}; the oldest are dropped beyond)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    return parser
 
 
 class StartError(UsageError):
