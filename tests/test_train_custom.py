@@ -206,8 +206,12 @@ def test_detector_counts_beeps_in_a_long_recording(yamnet_heads: dict[str, Path]
         beep = tone(1.2, 500 + 200 * i, 0.3)
         background[a:a + beep.size] += beep
     wav = write_wav(tmp_path / "long.wav", background, RATE)
+    # --count counts the event detector's events, frame by frame (0.48 s hop): a beep lasts
+    # 1.2 s, so a sound shorter than that is not one (a lone noise frame the head calls a
+    # tone), and beeps 2.3 s or more apart are separate events.
     out = _parse_file("--backend", "yamnet", "--yamnet_model", str(yamnet_model), "--model",
                       str(yamnet_heads["detector"]), "--timeline", "--count", "tone",
+                      "--min_duration", "1.2", "--max_not_heard", "0.5",
                       "--format", "json", str(wav), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)

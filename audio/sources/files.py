@@ -29,8 +29,11 @@ def _is_dir(path: Path) -> bool:
 
 
 def expand_audio_paths(paths: Iterable[str | Path],
-                       on_error: Callable[[OSError], None] | None = None) -> list[Path]:
-    """Files as given; directories expanded to their audio files (recursively, sorted).
+                       on_error: Callable[[OSError], None] | None = None,
+                       recursive: bool = True) -> list[Path]:
+    """Files as given; directories expanded to their audio files (sorted), with their
+    subfolders' unless ``recursive`` is False (``parse_file.py DIR`` without
+    ``--recursive``; a watched folder of the daemon is always walked whole).
 
     Files are chosen by extension without being opened, so an unreadable one is still
     listed (and reported when it is read); a directory that cannot be listed is passed to
@@ -44,6 +47,8 @@ def expand_audio_paths(paths: Iterable[str | Path],
             continue
         found = []
         for root, dirs, files in os.walk(path, onerror=on_error):
+            if not recursive:
+                dirs.clear()
             dirs.sort()
             found.extend(Path(root) / name for name in files
                          if name.lower().endswith(AUDIO_EXTENSIONS))
