@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace, settings: Settings, beam_args: Sequence[str])
     for _, message in problems:
         print(f"error: {message}", file=sys.stderr)
     try:
-        summary = run_pipeline(files, config, beam_args, problems)
+        summary = run_pipeline(files, config, beam_args, problems, verbose=args.verbose)
     except AudioAnalysisError:
         raise
     except Exception as exc:  # the runner's failure: one line, then Beam's own log

@@ -62,11 +62,20 @@ class BatchSummary:
                 f"{self.audio_hours_per_minute:.3f} audio-hours per wall-minute")
 
 
-def pipeline_options(beam_args: Sequence[str]) -> object:
-    """Beam's options from the pass-through flags, with the local multi-process default."""
-    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+def pipeline_options(beam_args: Sequence[str], verbose: bool = False) -> object:
+    """Beam's options from the pass-through flags, with the local multi-process default;
+    workers log errors only unless ``verbose`` (or the flags say otherwise)."""
+    from apache_beam.options.pipeline_options import (
+        DirectOptions,
+        PipelineOptions,
+        StandardOptions,
+        WorkerOptions,
+    )
 
     options = PipelineOptions(list(beam_args))
+    worker = options.view_as(WorkerOptions)
+    if not verbose and worker.default_sdk_harness_log_level is None:
+        worker.default_sdk_harness_log_level = "ERROR"
     standard = options.view_as(StandardOptions)
     if standard.runner is None:
         standard.runner = DIRECT
@@ -146,13 +155,13 @@ def _counter(result: object, name: str) -> int:
 
 
 def run_pipeline(files: Sequence[FileTask], config: RunConfig, beam_args: Sequence[str],
-                 problems: Sequence[tuple[str, str]] = (),
+                 problems: Sequence[tuple[str, str]] = (), *, verbose: bool = False,
                  progress_out: TextIO | None = None) -> BatchSummary:
     """Run the pipeline to the end (raises what the runner raises when it fails);
     ``problems`` are arguments that named no file, reported as failures."""
     import apache_beam as beam
 
-    options = pipeline_options(beam_args)
+    options = pipeline_options(beam_args, verbose)
     local = is_local_direct(options, config.output_dir)
     folder = tempfile.mkdtemp(prefix="audio-batch-progress-") if local else None
     started = time.monotonic()
