@@ -57,9 +57,12 @@ class BatchSummary:
         return (self.audio_seconds / 3600.0) / max(self.wall_seconds / 60.0, 1e-9)
 
     def line(self) -> str:
-        return (f"files done {self.files_done}, failed {self.files_failed}; "
+        text = (f"files done {self.files_done}, failed {self.files_failed}; "
                 f"{self.audio_seconds / 3600.0:.3f} h of audio in {self.wall_seconds:.1f} s: "
                 f"{self.audio_hours_per_minute:.3f} audio-hours per wall-minute")
+        if self.tensorflow_batches:  # workers should not need it (audio.batch.handler)
+            text += f"; TensorFlow was loaded in workers ({self.tensorflow_batches} batches)"
+        return text
 
 
 def pipeline_options(beam_args: Sequence[str], verbose: bool = False) -> object:

@@ -188,4 +188,5 @@ def build(pipeline: beam.Pipeline, files: Sequence[FileTask], config: RunConfig,
     if config.report.embeddings:
         _ = (outcomes | "EmbeddingRecords" >> beam.FlatMap(_records)
              | "WriteEmbeddings" >> WriteToTFRecord(
-                 FileSystems.join(out, EMBEDDINGS_DIR, "embeddings"), ".tfrecord"))
+                 FileSystems.join(out, EMBEDDINGS_DIR, "embeddings"),
+                 file_name_suffix=".tfrecord"))

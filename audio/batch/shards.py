@@ -180,7 +180,7 @@ def _part(shard: Shard, reader: AudioReader, backend: object) -> ShardFrames:
     start = shard.first * hop
     stop = resampled_length(reader, rate) if shard.last else (shard.stop - 1) * hop + size
     samples = _samples(reader, rate, start, stop)
-    stream = FrameStream(backend, origin=start / rate)
+    stream = FrameStream(backend, start_frame=shard.first)
     step = int(BLOCK_SECONDS * rate)
     parts = [stream.push(samples[i:i + step]) for i in range(0, samples.shape[0], step)]
     if shard.last:
