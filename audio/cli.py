@@ -37,6 +37,8 @@ COMMANDS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "daemon": ("daemon", (), "microphone/file daemon with a web page and DeviceHive"),
     "download": ("audio.models", ("download",), "download the model files"),
     "models": ("audio.models", (), "manage the model files (list, download)"),
+    "batch": ("audio.batch.cli", (), "classify and embed large corpora on Apache Beam "
+                                     "(pip install .[batch])"),
 }
 ALIASES = {"parse_file": "parse-file"}
 

@@ -85,17 +85,21 @@ class FrameStream:
     Args:
       backend: a loaded ``audio.backends.Backend``.
       origin: the time (seconds) of the stream's first sample, added to frame starts.
+      start_frame: the stream is the rest of a longer one from its frame ``start_frame``
+        on (a shard of a long file, ``audio.batch``): frame times, the stream's duration
+        and the tail rule of ``finish`` count from the longer stream's first sample, so
+        the shard's frames equal that stream's, times included, to the last bit.
     """
 
-    def __init__(self, backend: Any, origin: float = 0.0) -> None:
+    def __init__(self, backend: Any, origin: float = 0.0, start_frame: int = 0) -> None:
         self._backend = backend
         self._size, self._hop, self._pads_tail = frame_geometry(backend)
         self._rate = float(backend.sample_rate)
         self._frame_seconds = float(backend.frame_seconds)
         self.origin = float(origin)
         self._carry = np.zeros(0, dtype=np.float32)
-        self.total_samples = 0
-        self.frames_emitted = 0
+        self.total_samples = start_frame * self._hop
+        self.frames_emitted = start_frame
         self.padded = False
         self._finished = False
 

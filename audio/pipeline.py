@@ -247,21 +247,33 @@ class WavProcessor:
                 source: str) -> AnalysisResult:
         """Frames of 16 kHz blocks → the ranking, the timeline and, with ``sounds``, events."""
         stream = FrameStream(self.backend)
-        events = FrameEvents(self.backend, sounds, source) if sounds is not None else None
         parts: list[Frames] = []
-        records: list[SoundEvent] = []
         for block in itertools.chain(blocks, [None]):
-            frames = stream.push(block) if block is not None else stream.finish()
-            parts.append(frames)
-            if events is not None:
-                records += events.push(frames)
-        if events is not None:
-            records += events.finish()
+            parts.append(stream.push(block) if block is not None else stream.finish())
         if stream.total_samples == 0:
             raise AudioTooShortError(f"{source or 'the input'} holds no audio samples")
-        result = self.analyze_frames(concat_frames(parts).features, duration, timeline_window)
-        ended = tuple(r for r in records if r.kind == "end") if events is not None else None
-        return dataclasses.replace(result, padded=stream.padded, events=ended)
+        return self.analyze_stream(concat_frames(parts), duration, padded=stream.padded,
+                                   timeline_window=timeline_window, sounds=sounds,
+                                   source=source)
+
+    def analyze_stream(self, frames: Frames, duration: float, *, padded: bool = False,
+                       timeline_window: float | None = None,
+                       sounds: Sequence[Sound] | None = None,
+                       source: str = "") -> AnalysisResult:
+        """The result of a whole stream's frames (``audio.framestream``), in order.
+
+        The one place where frames become the file's result, whoever made them: this
+        object's ``_stream`` from a file read in blocks, or ``audio.batch`` from the
+        frames of a long file's shards, computed on several workers and put back in order
+        (the frames are the same whatever the blocks, so the results are too).
+        """
+        records: list[SoundEvent] = []
+        if sounds is not None:
+            events = FrameEvents(self.backend, sounds, source)
+            records = events.push(frames) + events.finish()
+        result = self.analyze_frames(frames.features, duration, timeline_window)
+        ended = tuple(r for r in records if r.kind == "end") if sounds is not None else None
+        return dataclasses.replace(result, padded=padded, events=ended)
 
     def analyze(self, waveform: np.ndarray, sample_rate: int,
                 timeline_window: float | None = None,

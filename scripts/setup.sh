@@ -39,12 +39,17 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv with $($PYTHON --version)"
   "$PYTHON" -m venv .venv
 fi
+# The test setup also installs the batch extra (Apache Beam, requirements-batch.txt), in
+# the same resolver run, so that protobuf is resolved for TensorFlow and Beam together.
+reqs=(-r requirements.txt)
+if [ "${1:-}" = "--with-test-tools" ]; then reqs+=(-r requirements-batch.txt); fi
 stamp=.venv/.requirements.sha256
-want_sum="$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)"
+want_sum="$( (cat requirements.txt requirements-batch.txt pyproject.toml; echo "${reqs[*]}") \
+  | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want_sum" ]; then
   echo "setup: installing Python packages into .venv (first run takes a few minutes)"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -r requirements.txt
+  .venv/bin/python -m pip install -q "${reqs[@]}"
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want_sum" > "$stamp"
 fi

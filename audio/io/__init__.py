@@ -119,12 +119,17 @@ class AudioReader:
     def duration(self) -> float:
         return self.frames / self.sample_rate
 
-    def blocks(self, block_frames: int) -> Iterator[np.ndarray]:
-        """Consecutive blocks of at most ``block_frames`` frames, from the start."""
+    def blocks(self, block_frames: int, start: int = 0, stop: int | None = None
+               ) -> Iterator[np.ndarray]:
+        """Consecutive blocks of at most ``block_frames`` frames of frames [start, stop)
+        (default: the whole file); a shard of a long file is read without decoding what
+        comes before it (``audio.batch``)."""
         if block_frames < 1:
             raise ValueError("block_frames must be positive")
-        done = 0
-        decoded = self._decode(block_frames)
+        if not 0 <= start <= (self.frames if stop is None else min(stop, self.frames)):
+            raise ValueError(f"frames [{start}, {stop}) are not within the file")
+        done = start
+        decoded = self._decode(block_frames, start, stop)
         while True:
             try:
                 block = next(decoded)
@@ -137,7 +142,9 @@ class AudioReader:
             yield block
             del block  # not kept alive while the next block is decoded
 
-    def _decode(self, block_frames: int) -> Iterator[np.ndarray]:
+    def _decode(self, block_frames: int, start: int, stop: int | None
+                ) -> Iterator[np.ndarray]:
+        """Blocks of frames [start, stop); ``stop`` None: to the end of the stream."""
         raise NotImplementedError
 
     def read_all(self) -> np.ndarray:
@@ -183,12 +190,14 @@ class _WavReader(AudioReader):
         self._stream = stream
         self._layout = layout
 
-    def _decode(self, block_frames: int) -> Iterator[np.ndarray]:
+    def _decode(self, block_frames: int, start: int, stop: int | None
+                ) -> Iterator[np.ndarray]:
         layout = self._layout
-        self._stream.seek(layout.data_offset)
-        done = 0
-        while done < self.frames:
-            count = min(block_frames, self.frames - done)
+        self._stream.seek(layout.data_offset + start * layout.block_align)
+        stop = self.frames if stop is None else min(stop, self.frames)
+        done = start
+        while done < stop:
+            count = min(block_frames, stop - done)
             raw = self._stream.read(count * layout.block_align)
             got = len(raw) // layout.block_align
             if got < count:
@@ -216,18 +225,21 @@ class _SoundFileReader(AudioReader):
         self._dtype = "float64" if info.subtype == "DOUBLE" else "float32"  # type: ignore[attr-defined]
         self._handle = handle
 
-    def _decode(self, block_frames: int) -> Iterator[np.ndarray]:
+    def _decode(self, block_frames: int, start: int, stop: int | None
+                ) -> Iterator[np.ndarray]:
         """Blocks of ``block_frames``, read from libsndfile a second at a time so that a
-        decoding error names its position to within a second."""
+        decoding error names its position to within a second. Without ``stop``, to the
+        end of the stream, whatever the header said."""
         handle = self._handle
-        handle.seek(0)  # type: ignore[attr-defined]
+        handle.seek(start)  # type: ignore[attr-defined]
         step = max(1, min(block_frames, self.sample_rate))
-        done = 0
-        while True:
+        done = start
+        while stop is None or done < stop:
             parts, got = [], 0
-            while got < block_frames:
+            want = block_frames if stop is None else min(block_frames, stop - done)
+            while got < want:
                 try:
-                    part = handle.read(min(step, block_frames - got),  # type: ignore[attr-defined]
+                    part = handle.read(min(step, want - got),  # type: ignore[attr-defined]
                                        dtype=self._dtype, always_2d=True)
                 except INPUT_FAILURES as exc:
                     raise input_error(self.path, exc, (done + got) / self.sample_rate,
@@ -239,7 +251,7 @@ class _SoundFileReader(AudioReader):
             if parts:
                 yield np.concatenate(parts) if len(parts) > 1 else parts[0]
             done += got
-            if got < block_frames:
+            if got < want:
                 return
 
     def close(self) -> None:
@@ -341,14 +353,17 @@ def block_frames_for(reader: AudioReader, block_seconds: float) -> int:
     return max(1, min(by_time, by_bytes))
 
 
-def mono_blocks(reader: AudioReader, rate_out: int, block_seconds: float = 30.0
-                ) -> Iterator[np.ndarray]:
+def mono_blocks(reader: AudioReader, rate_out: int, block_seconds: float = 30.0,
+                start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
     """The file as consecutive 1-D float32 blocks at ``rate_out``: channels averaged, then
     resampled (the reference front end's order), with memory bounded by the block size
-    (``block_frames_for``) whatever the file's rate and channel count."""
+    (``block_frames_for``) whatever the file's rate and channel count.
+
+    ``start``/``stop`` (input frames) resample only that part, as if it were the whole
+    signal: its first and last outputs feel the cut like a file's ends do."""
     resampler = StreamResampler(reader.sample_rate, rate_out)
     resample = _guarded_resampler(reader, resampler)
-    for block in reader.blocks(block_frames_for(reader, block_seconds)):
+    for block in reader.blocks(block_frames_for(reader, block_seconds), start, stop):
         mono = block.mean(axis=1, dtype=np.float64) if block.shape[1] > 1 else block[:, 0]
         del block  # at most one block of all channels is alive at a time
         out = resample(mono, False)
