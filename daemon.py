@@ -3,9 +3,13 @@
 DeviceHive.
 
 The microphone (or, with ``--source FILE|DIR``, audio files played in a loop, for headless
-machines and demos) feeds the shared processing loop; every classified window goes to the
-web page's event store and to the DeviceHive sink. With ``--events`` or ``--listen`` the
-loop also follows sound events (the shared event flags, ``audio.settings``): each start
+machines and demos) feeds the shared processing loop. Every classified window (and sound
+event record) is first committed to the event store (``--db``: one SQLite file,
+``audio.store``; its seq is the id everything shows), then logged (one line per
+prediction unless ``--quiet``; sound events always), shown on the web page and delivered
+to DeviceHive, which sends from the store's outbox: nothing committed is lost by a kill or
+an outage, and a restart resumes where delivery stopped. With ``--events`` or
+``--listen`` the loop also follows sound events (the shared event flags, ``audio.settings``): each start
 and end goes to the web page (``/events/``, ``/api/sounds``) and to DeviceHive as a
 ``soundEvent`` notification, the source handing the loop 0.1 s blocks so that a start
 leaves the loop within a second or so of the sound. The web interface listens on
@@ -19,7 +23,8 @@ loading is kept off the terminal unless ``-v``.
 
 Exit codes: 0 stopped by SIGTERM (a service manager's stop) or ``--once`` done; 1 no
 usable microphone, or the audio source failed while running; 2 usage error, unusable
-configuration, unknown ``--device``, or model files missing/broken; 130 Ctrl-C, at any
+configuration, unknown ``--device``, model files missing/broken, or the event store
+unusable or held by another daemon; 130 Ctrl-C, at any
 moment (after finishing the queued windows when it comes while running; no traceback).
 """
 

@@ -182,3 +182,53 @@ def test_disabling_removes_the_consumer_and_enabling_starts_from_then(
         assert [i for _, i, _ in _ids(dh_server)] == [2, 4]
     finally:
         sink.close()
+
+
+def _kill_while_uncertain(server: DeviceHiveTestServer, store: Store, before: list,
+                          last, stored: bool) -> None:
+    """A sink delivers ``before``; ``last`` goes out, the connection is cut (the server
+    stored it, or with ``stored=False`` lost it) and the server refuses everything until
+    the sink has ended, as a killed process would, with ``last`` uncertain. Then a new
+    sink on the same store settles it."""
+    sink = DeviceHiveSink(_settings(server), store=store)
+    commit = Committer(store)
+    try:
+        _feed(sink, commit, before)
+        assert sink.flush(20)
+        server.fault_after_drop, server.drop_after_store = "500", 1
+        _feed(sink, commit, [last])
+        assert server.wait_for(lambda s: s.drop_after_store == 0, 20)
+        if not stored:
+            with server._lock:
+                server.notifications.pop()
+    finally:
+        sink.close(timeout=0)
+    server.fault = server.fault_after_drop = None
+    sink = DeviceHiveSink(_settings(server), store=store)
+    try:
+        assert sink.flush(30), sink.status()
+        assert _outbox(sink)["duplicates"] == 0
+    finally:
+        sink.close()
+
+
+def test_a_sound_start_older_than_the_window_before_it_is_recognised(
+        dh_server, store, make_event, make_sound):
+    """Its client timestamp (the sound's start) is earlier than the window sent before it:
+    built from the row alone it is the same notification in the new process, found."""
+    _kill_while_uncertain(dh_server, store, [make_event(0, timestamp=1_700_000_013.0)],
+                          make_sound("start", 1, start_time=1_700_000_012.4), stored=True)
+    assert _ids(dh_server) == [("audio_analysis", 1, None),
+                               (SOUND_NOTIFICATION_NAME, 2, "start")]
+
+
+def test_two_sounds_starting_in_the_same_millisecond_are_not_taken_for_each_other(
+        dh_server, store, make_sound):
+    """The first is stored; the second, lost in flight, has the same name and client
+    timestamp: the lookup must not take the first for it (it would be lost)."""
+    _kill_while_uncertain(dh_server, store, [make_sound("start", 1, sound="dog")],
+                          make_sound("start", 2, sound="bark"), stored=False)
+    assert [(n["parameters"]["sound"], n["parameters"]["id"])
+            for n in dh_server.device_notifications(DEVICE)] == [("dog", 1), ("bark", 2)]
+    stamps = {n["timestamp"] for n in dh_server.device_notifications(DEVICE)}
+    assert len(stamps) == 1  # the same millisecond indeed

@@ -21,9 +21,13 @@ looked up on the first connection like any in-flight notification: exactly once 
 server answers the lookup; when it refuses it (403) the row is sent again and the possible
 duplicate counted in the store (``duplicates`` in the status, kept across restarts).
 
-Notifications are built from the rows the same way in every process (a resend after a
-crash is the same notification), with ``id`` the row's window id or sound event id;
-client timestamps are made strictly increasing within a process, as the lookup needs.
+Notifications are built from the rows alone, the same way in every process, so that the
+one looked up after a restart is exactly the one the killed process may have sent: its
+client timestamp is the row's own time (a window's end, a sound event's start or end)
+and its parameters carry ``id`` (a window's seq; a sound event's id with its ``kind``),
+which is what the lookup recognises it by (``Connection.was_stored``). (In memory the
+timestamps are instead made strictly increasing, which is what recognised a notification
+before it carried an id, and still does for the legacy format.)
 
 Every method is called with the sink's condition held.
 """
@@ -66,6 +70,10 @@ class _Stamps:
         ms = max(round(seconds * 1000), self._last_ms + 1)
         self._last_ms = ms
         return format_timestamp(ms)
+
+
+def _row_stamp(seconds: float) -> str:
+    return format_timestamp(round(seconds * 1000))
 
 
 def _sound_clock(record: SoundEvent, fallback: float) -> float:
@@ -187,7 +195,6 @@ class OutboxFeed:
         self._uncertain: OutgoingNotification | None = None
         self._read = 0
         """The last seq read into the buffer (or in flight, or uncertain)."""
-        self._stamp = _Stamps()
         self.reconfigure(settings)
 
     # -- reading the outbox --------------------------------------------------------------
@@ -204,12 +211,12 @@ class OutboxFeed:
         if settings is None:
             return None
         if isinstance(item, Event):
-            return build_notification(item, record.seq, self._stamp(item.timestamp),
+            return build_notification(item, record.seq, _row_stamp(item.timestamp),
                                       settings.notification_name, settings.legacy_format)
         if not sends_sound(item, settings):
             return None
         return build_sound_notification(
-            item, record.seq, self._stamp(_sound_clock(item, record.stored)))
+            item, record.seq, _row_stamp(_sound_clock(item, record.stored)))
 
     def _refill(self) -> None:
         """Read the next rows that have a notification; rows with none (sound updates,
