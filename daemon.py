@@ -3,9 +3,13 @@
 DeviceHive.
 
 The microphone (or, with ``--source FILE|DIR``, audio files played in a loop, for headless
-machines and demos) feeds the shared processing loop; every classified window goes to the
-web page's event store and to the DeviceHive sink. With ``--events`` or ``--listen`` the
-loop also follows sound events (the shared event flags, ``audio.settings``): each start
+machines and demos) feeds the shared processing loop. Every classified window (and sound
+event record) is first committed to the event store (``--db``: one SQLite file,
+``audio.store``; its seq is the id everything shows), then logged (one line per
+prediction unless ``--quiet``; sound events always), shown on the web page and delivered
+to DeviceHive, which sends from the store's outbox: nothing committed is lost by a kill or
+an outage, and a restart resumes where delivery stopped. With ``--events`` or
+``--listen`` the loop also follows sound events (the shared event flags, ``audio.settings``): each start
 and end goes to the web page (``/events/``, ``/api/sounds``) and to DeviceHive as a
 ``soundEvent`` notification, the source handing the loop 0.1 s blocks so that a start
 leaves the loop within a second or so of the sound. The web interface listens on
@@ -19,7 +23,8 @@ loading is kept off the terminal unless ``-v``.
 
 Exit codes: 0 stopped by SIGTERM (a service manager's stop) or ``--once`` done; 1 no
 usable microphone, or the audio source failed while running; 2 usage error, unusable
-configuration, unknown ``--device``, or model files missing/broken; 130 Ctrl-C, at any
+configuration, unknown ``--device``, model files missing/broken, or the event store
+unusable or held by another daemon; 130 Ctrl-C, at any
 moment (after finishing the queued windows when it comes while running; no traceback).
 """
 
@@ -48,6 +53,7 @@ from audio.settings import (
 logger = logging.getLogger("daemon")
 
 DEFAULT_HOST = "127.0.0.1"
+DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_PORT = 8000
 FLUSH_SECONDS = 3.0
 """How long a stop waits for queued DeviceHive notifications: short enough that SIGTERM
@@ -93,8 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
                      help="configuration file (env AUDIO_ANALYSIS_CONFIG; default "
                           "$XDG_CONFIG_HOME/audio-analysis/config.json)")
     _add_devicehive_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    _add_store_and_log_arguments(parser)
     return parser
+
+
+def _add_store_and_log_arguments(parser: argparse.ArgumentParser) -> None:
+    from audio.store.retention import DEFAULT_MAX_ROWS
+
+    store = parser.add_argument_group(
+        "event store (windows and sound events, committed before they are shown or sent)")
+    store.add_argument("--db", metavar="PATH", default=None,
+                       help="the SQLite file (env AUDIO_ANALYSIS_DB; default "
+                            "$XDG_STATE_HOME/audio-analysis/events.db); one daemon per file")
+    store.add_argument("--retention_days", type=float, default=DEFAULT_RETENTION_DAYS,
+                       metavar="DAYS",
+                       help=f"delete rows older than this, once delivered (default "
+                            f"{DEFAULT_RETENTION_DAYS:g})")
+    store.add_argument("--max_rows", type=int, default=DEFAULT_MAX_ROWS, metavar="N",
+                       help=f"keep at most this many delivered rows (default "
+                            f"{DEFAULT_MAX_ROWS:,}; undelivered ones beyond twice this go "
+                            f"too, counted as lost)")
+    log = parser.add_argument_group("terminal")
+    log.add_argument("--quiet", action="store_true",
+                     help="no line per prediction (sound event starts and ends are still "
+                          "logged)")
+    log.add_argument("-v", "--verbose", action="store_true", help="log more")
 
 
 def _add_devicehive_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,8 +148,8 @@ def _add_devicehive_arguments(parser: argparse.ArgumentParser) -> None:
                     help="send what the original sent: the JSON list of [label, score] as "
                          "the notification name, no parameters")
     dh.add_argument("--dh_queue_size", type=int, default=DEFAULT_QUEUE_SIZE, metavar="N",
-                    help=f"notifications kept while the server is unreachable (default "
-                         f"{DEFAULT_QUEUE_SIZE}; the oldest are dropped beyond)")
+                    help="no longer used: the backlog is kept in the event store (see "
+                         "--max_rows); accepted so that existing command lines still work")
 
 
 class StartError(UsageError):
@@ -179,7 +208,22 @@ def _checked_inputs(args: argparse.Namespace) -> tuple[Settings, list[Path]]:
     return settings, sources
 
 
-def _devicehive(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+def _open_store(args: argparse.Namespace) -> Any:
+    """The event store, open (``StartError`` in one line: another daemon holds the file,
+    it is not writable, damaged, or the retention flags are wrong)."""
+    from audio.store import Retention, Store, StoreError
+
+    try:
+        retention = Retention(days=args.retention_days, max_rows=args.max_rows)
+    except StoreError as error:
+        raise StartError(f"--retention_days/--max_rows: {error}") from None
+    try:
+        return Store(args.db, retention=retention)
+    except StoreError as error:
+        raise StartError(str(error)) from None
+
+
+def _devicehive(args: argparse.Namespace, db: Any) -> tuple[Path, Any, Any]:
     """The configuration file, the configuration with this run's flags, and the sink."""
     from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSink
     from web.config import ConfigError, default_config_path, environment_tokens, load_config
@@ -206,7 +250,7 @@ def _devicehive(args: argparse.Namespace) -> tuple[Path, Any, Any]:
             raise StartError(str(error)) from None  # the flags of this run are wrong
         config_error = f"saved configuration unusable: {error}"
         dh_settings = None
-    sink = DeviceHiveSink(dh_settings, queue_size=args.dh_queue_size)
+    sink = DeviceHiveSink(dh_settings, queue_size=args.dh_queue_size, store=db)
     if config_error:
         sink.report_error(config_error)
     return config_path, config, sink
@@ -218,7 +262,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("daemon").setLevel(logging.INFO)
     apply_native_output_defaults(args.verbose)
+    try:
+        settings, sources = _checked_inputs(args)
+        db = _open_store(args)
+    except StartError as error:
+        return _fail(str(error), error.code)
+    try:
+        return _serve(args, settings, sources, db)
+    finally:
+        db.close()  # last: the loop, its sinks and the web server are done with it
 
+
+def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db: Any) -> int:
+    """Start the web interface and run the loop until stopped (the store is open)."""
     from web.server import (
         EventStore,
         WebApp,
@@ -228,8 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
 
     try:
-        settings, sources = _checked_inputs(args)
-        config_path, config, sink = _devicehive(args)
+        config_path, config, sink = _devicehive(args, db)
     except StartError as error:
         return _fail(str(error), error.code)
 
@@ -269,17 +324,18 @@ def main(argv: Sequence[str] | None = None) -> int:
           file=sys.stderr, flush=True)
 
     try:
-        return _run(args, settings, sources, state, store, sink)
+        return _run(args, settings, sources, state, store, sink, db)
     finally:
         server.stop()
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
-         state: dict[str, Any], store: Any, sink: Any) -> int:
+         state: dict[str, Any], store: Any, sink: Any, db: Any) -> int:
     from audio.blocks import DEFAULT_BLOCK_SECONDS
     from audio.downloads import MissingModelFilesError
     from audio.loop import ProcessingLoop
     from audio.pipeline import WavProcessor
+    from audio.sinks import LogSink
     from audio.sources import FileStreamSource, MicrophoneSource, SourceError
 
     try:
@@ -305,8 +361,10 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         processor.close()
         sink.close(timeout=0)
         return _fail(str(error))
-    loop = ProcessingLoop(source, processor, [store, _FlushingSink(sink, FLUSH_SECONDS)],
-                          events=events)
+    log = LogSink(logger, predictions=not args.quiet)  # one line per prediction, as the original
+    loop = ProcessingLoop(source, processor,
+                          [log, store, _FlushingSink(sink, FLUSH_SECONDS)], events=events,
+                          store=db)
     state["loop"] = loop
     state["phase"] = "running"
     try:
@@ -351,8 +409,10 @@ class _FlushingSink:
 
     def close(self) -> None:
         if not self._sink.flush(self._grace):
-            logger.warning("DeviceHive: %d notifications not delivered at exit",
-                           self._sink.status()["queued"])
+            status = self._sink.status()
+            logger.warning("DeviceHive: %d notifications not delivered at exit%s",
+                           status["queued"], " (kept in the event store: sent after the "
+                           "next start)" if status.get("outbox") else "")
         self._sink.close(timeout=0)
 
 

@@ -32,6 +32,8 @@ class Prediction:
 class Event:
     """One classified window of audio.
 
+    ``id`` is given by the loop (``audio.commit``): 1, 2, 3... per run, or, with the
+    daemon's event store, the window's row seq, monotonic across restarts.
     ``timestamp`` is the wall-clock (unix seconds) time the window *ended*;
     ``start``/``end`` are seconds from the start of the source (stream or file).
     ``audio`` is the window's 16 kHz mono float32 waveform in [-1, 1] when the

@@ -31,12 +31,19 @@ windows classified are the ones the source would have handed over whole. At the 
 the stream the event stream is closed and its last ``end`` records are delivered before
 the sinks are closed.
 
+The event store. With ``store`` (an ``audio.store.Store``: the daemon's), every window and
+every sound event record is committed to the store before any sink sees it, and its id is
+the store's seq, monotonic across restarts (``audio.commit`` says how windows' and sound
+events' ids are given). A record that cannot be committed is logged and counted
+(``store_errors``) and reaches no sink. Network sinks deliver from the store, not from
+what the loop hands them; the loop closes the sinks but never the store, which belongs
+to its caller and must outlive them.
+
 ``stats()`` returns counters for the daemon's ``/api/status``.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import queue
@@ -49,8 +56,10 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from audio.blocks import AudioWindow, WindowAssembler
+from audio.commit import Committer
 from audio.events import Event, Prediction, Sink, SoundEvent
 from audio.settings import DEFAULT_MAX_TIME
+from audio.store import Store, StoreError
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "AudioWindow", "ProcessingLoop", "Processor", "Source"]
 
@@ -110,14 +119,17 @@ class ProcessingLoop:
       sinks: receive every ``Event`` and ``SoundEvent`` in order, on the loop's thread.
       queue_size: bound of the window queue (in windows; see ``DEFAULT_QUEUE_SIZE``).
       events: follow sound events in the audio (``audio.eventstream.EventStream``).
+      store: commit every window and record here before the sinks see it (the ids are
+        then the store's; see the module's docstring). Not closed by the loop.
     """
 
     def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink] = (),
                  queue_size: int = DEFAULT_QUEUE_SIZE, events: SoundEvents | None = None,
-                 ) -> None:
+                 store: Store | None = None) -> None:
         self.source = source
         self.processor = processor
         self.events = events
+        self._commit = Committer(store)
         self._sinks: list[Sink] = list(sinks)
         block = getattr(source, "block_seconds", None)
         self._blocks = block is not None
@@ -128,12 +140,12 @@ class ProcessingLoop:
         self._stop = threading.Event()
         self._finished = threading.Event()
         self._lock = threading.Lock()
-        self._ids = itertools.count(1)
         self._source_thread: threading.Thread | None = None
         self._run_thread: threading.Thread | None = None
         self._counters = {"windows_received": 0, "windows_processed": 0,
                           "windows_dropped": 0, "blocks_received": 0, "blocks_dropped": 0,
-                          "errors": 0, "sink_errors": 0, "sound_records": 0,
+                          "errors": 0, "sink_errors": 0, "store_errors": 0,
+                          "sound_records": 0,
                           "sound_events_started": 0, "sound_events_ended": 0}
         self._started_at: float | None = None
         self._last_event: Event | None = None
@@ -208,6 +220,7 @@ class ProcessingLoop:
                 "source": self.source.name,
                 "running": self.running,
                 "events": self.events is not None,
+                "store": self._commit.store is not None,
                 "started_at": self._started_at,
                 "queue_size": self._queue.qsize(),
                 "last_event_id": last.id if last else None,
@@ -309,7 +322,11 @@ class ProcessingLoop:
         self._deliver_sounds(records)
 
     def _deliver_sounds(self, records: Sequence[SoundEvent]) -> None:
-        for record in records:
+        for detected in records:
+            record = self._committed(self._commit.sound, detected, f"the {detected.kind} of "
+                                     f"sound event {detected.id} ({detected.sound})")
+            if record is None:
+                continue
             counter = _SOUND_COUNTERS.get(record.kind)
             with self._lock:
                 self._counters["sound_records"] += 1
@@ -333,9 +350,13 @@ class ProcessingLoop:
                              window.end, window.source)
             self._count("errors")
             return
-        event = Event(id=next(self._ids), timestamp=window.timestamp, start=window.start,
-                      end=window.end, predictions=predictions, source=window.source,
-                      sample_rate=window.sample_rate, audio=window.audio)
+        event = self._committed(self._commit.window, Event(
+            id=0, timestamp=window.timestamp, start=window.start, end=window.end,
+            predictions=predictions, source=window.source, sample_rate=window.sample_rate,
+            audio=window.audio), f"window {window.start:.2f}-{window.end:.2f} s of "
+                                 f"{window.source}")
+        if event is None:
+            return
         latency = time.time() - window.timestamp
         with self._lock:
             self._counters["windows_processed"] += 1
@@ -350,6 +371,20 @@ class ProcessingLoop:
                 with self._lock:
                     self._counters["errors"] += 1
                     self._counters["sink_errors"] += 1
+
+    def _committed(self, commit: Any, item: Any, what: str) -> Any:
+        """``commit(item)`` (numbered, and stored when there is a store), or None when that
+        failed: then no sink may see it (logged in one line, counted)."""
+        try:
+            return commit(item)
+        except StoreError as error:
+            logger.error("not delivered: %s could not be stored: %s", what, error)
+        except Exception:
+            logger.exception("not delivered: %s could not be stored", what)
+        with self._lock:
+            self._counters["errors"] += 1
+            self._counters["store_errors"] += 1
+        return None
 
     def _install_signal_handlers(self) -> dict[int, Any] | None:
         if threading.current_thread() is not threading.main_thread():

@@ -6,6 +6,7 @@ below, so that each part of the project owns its own fixtures.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -60,6 +61,17 @@ def require_tool(*names: str) -> None:
         if os.environ.get("AUDIO_ANALYSIS_REQUIRE_SHARED") == "1":
             pytest.fail(message + " (AUDIO_ANALYSIS_REQUIRE_SHARED=1)", pytrace=False)
         pytest.skip(message)
+
+
+@pytest.fixture(autouse=True)
+def _own_event_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's daemon.py gets an event store of its own (``AUDIO_ANALYSIS_DB``, which
+    subprocesses inherit): never the user's, never another test's (one daemon per file,
+    and ids must start at 1). Only a path: nothing is created unless a daemon opens it."""
+    digest = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    monkeypatch.setenv("AUDIO_ANALYSIS_DB",
+                       str(tmp_path_factory.getbasetemp() / "event-stores" / f"{digest}.db"))
 
 
 @pytest.fixture

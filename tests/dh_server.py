@@ -19,7 +19,8 @@ The server's state (devices, notifications) lives in the object, so ``stop()`` f
 ``start()`` simulates a server outage and restart on the same port without losing what was
 stored. ``drop_after_store`` makes the next notification inserts be stored and then the
 connection cut before the reply: the "did my in-flight request land?" case a client must
-resolve to deliver exactly once.
+resolve to deliver exactly once; with ``fault_after_drop`` set, that cut also turns the
+fault on (atomically), so the client cannot reconnect and ask until the test clears it.
 
 Faults a client must survive without leaking or stalling (``fault``): ``"401"`` or
 ``"500"`` answers every API call with that error; ``"invalid_json"`` answers every call
@@ -107,6 +108,7 @@ class DeviceHiveTestServer:
         self.notifications: list[dict[str, Any]] = []
         self.requests: list[tuple[str, str]] = []  # (transport, action), for assertions
         self.drop_after_store = 0
+        self.fault_after_drop: str | None = None
         self.restamp = False  # True: ignore client timestamps, as some servers might
         self.fault: str | None = None  # see the module docstring
         self.refuse_list = False
@@ -294,6 +296,7 @@ class DeviceHiveTestServer:
             drop = self.drop_after_store > 0
             if drop:
                 self.drop_after_store -= 1
+                self.fault = self.fault_after_drop or self.fault
         if drop:
             raise _DropConnection
         return {"id": record["id"], "timestamp": record["timestamp"]}

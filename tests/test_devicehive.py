@@ -265,7 +265,8 @@ def test_settings_repr_hides_secrets():
 def test_build_notification_formats(make_event):
     event = make_event(2)
     note = build_notification(event, 1, "2026-01-01T00:00:00.000", "x", legacy=False)
-    assert note.name == "x" and set(note.parameters) == {"predictions", "timestamp", "window"}
+    assert note.name == "x" and set(note.parameters) == {"id", "predictions", "timestamp", "window"}
+    assert note.parameters["id"] == 2
     legacy = build_notification(event, 1, "2026-01-01T00:00:00.000", "x", legacy=True)
     assert legacy.parameters is None and json.loads(legacy.name)[0][0] == "Speech"
 

@@ -334,6 +334,68 @@ def test_a_failing_handle_sound_is_logged_and_counted(tmp_path, caplog):
     assert "sink broken on sound 1" in caplog.text
 
 
+class _StoreChecker:
+    """A sink that, at the moment it is handed something, finds it already in the store
+    (committed, with the same id) and notes (kind, id, seq of the row)."""
+
+    def __init__(self, store) -> None:
+        self.store, self.seen = store, []
+
+    def _check(self, item, kind: str) -> None:
+        (row,) = [r for r in self.store.since(0) if r.item == item]
+        self.seen.append((kind, item.id, row.seq))
+
+    def handle(self, event: Event) -> None:
+        self._check(event, "window")
+
+    def handle_sound(self, record: SoundEvent) -> None:
+        self._check(record, record.kind)
+
+    def close(self) -> None:
+        pass
+
+
+def test_with_a_store_everything_is_committed_before_the_sinks_and_ids_go_on(tmp_path):
+    """Ids are the store's seqs (a sound event's: its start's), continuing after the rows
+    an earlier run left; each sink finds what it is handed already committed."""
+    from audio.store import Store
+
+    db = tmp_path / "events.db"
+    for run in range(2):
+        with Store(db, prune_in_background=False) as store:
+            checker = _StoreChecker(store)
+            loop = ProcessingLoop(FileStreamSource([_quiet_loud(tmp_path, ".X..X")],
+                                                   window_seconds=2.5, block_seconds=0.5),
+                                  RmsProcessor(), [checker], events=_ScriptedEvents(),
+                                  store=store)
+            loop.run()
+            first = run * 6
+            assert checker.seen == [
+                ("start", first + 1, first + 1), ("end", first + 1, first + 2),
+                ("window", first + 3, first + 3), ("start", first + 4, first + 4),
+                ("window", first + 5, first + 5), ("end", first + 4, first + 6)]
+            assert loop.stats()["store_errors"] == 0 and loop.stats()["store"] is True
+    with Store(db, prune_in_background=False) as store:
+        assert [r.seq for r in store.since(0)] == list(range(1, 13))
+
+
+def test_what_cannot_be_committed_reaches_no_sink(tmp_path, caplog):
+    from audio.store import Store
+
+    store = Store(tmp_path / "events.db", prune_in_background=False)
+    store.close()  # every append now fails with a StoreError
+    journal: list = []
+    loop = ProcessingLoop(FileSource(_quiet_loud(tmp_path, ".X."), window_seconds=1.0),
+                          RmsProcessor(), [_Recorder(journal, "a")], events=_ScriptedEvents(),
+                          store=store)
+    loop.run()
+    assert journal == [("a", "close")]
+    stats = loop.stats()
+    assert stats["store_errors"] == stats["errors"] == 5  # 3 windows, a start and an end
+    assert stats["windows_processed"] == 0 and stats["sound_records"] == 0
+    assert "could not be stored" in caplog.text and "is closed" in caplog.text
+
+
 def test_blocks_are_joined_into_the_windows_a_window_source_hands_over(tmp_path, rng):
     _files(tmp_path, rng, [5.0, 2.5, 0.5])
     runs = {}

@@ -347,7 +347,7 @@ def test_daemon_ctrl_c_while_running_exits_130_and_sigterm_0(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, "daemon.py", "--source", str(WAV), "--no_realtime", "--min_time",
              "1", "--port", "0", "--config", str(tmp_path / "c.json"), "--backend", "yamnet",
-             "--yamnet_model", str(model)],
+             "--yamnet_model", str(model), "--quiet"],  # no line per prediction
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
         try:
             assert proc.stderr is not None
@@ -363,3 +363,41 @@ def test_daemon_ctrl_c_while_running_exits_130_and_sigterm_0(tmp_path):
                 proc.wait()
         assert proc.returncode == expected, err
         assert err == "", err
+
+
+@pytest.mark.shared
+@pytest.mark.e2e
+def test_daemon_logs_a_line_per_prediction_and_per_sound_event_and_quiet_keeps_the_events(
+        tmp_path):
+    """As the original: one line per prediction on the terminal; with --quiet only the
+    sound events' starts and ends. Each run's windows are counted in the event store."""
+    import sqlite3
+    from contextlib import closing
+
+    import numpy as np
+
+    from audio.io import mono_blocks, open_audio, write_wav
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    with open_audio(require_shared("audio", "urbansound_samples", "dogbark.wav")) as reader:
+        bark = np.concatenate(list(mono_blocks(reader, 16000)))
+    wav = write_wav(tmp_path / "bark.wav", np.concatenate(
+        [np.zeros(32000, np.float32), bark, np.zeros(48000, np.float32)]), 16000)
+    db = tmp_path / "events.db"
+    windows_before = 0
+    for quiet in (False, True):
+        result = _run(["daemon.py", "--source", str(wav), "--once", "--no_realtime",
+                       "--min_time", "1", "--port", "0", "--config", str(tmp_path / "c.json"),
+                       "--backend", "yamnet", "--yamnet_model", str(model), "--listen", "dog",
+                       "--db", str(db), *(["--quiet"] if quiet else [])],
+                      script_env({"XDG_CONFIG_HOME": str(tmp_path / "xdg")}))
+        assert result.returncode == 0, result.stderr
+        with closing(sqlite3.connect(db)) as conn:
+            windows = conn.execute("SELECT count(*) FROM records WHERE kind = 'window'"
+                                   ).fetchone()[0]
+        lines = result.stderr.splitlines()
+        predictions = [line for line in lines if " daemon: Predictions [" in line]
+        assert len(predictions) == (0 if quiet else windows - windows_before), lines
+        windows_before = windows
+        assert sum(" daemon: Event start: dog at " in line for line in lines) == 1, lines
+        assert sum(" daemon: Event end: dog " in line for line in lines) == 1, lines

@@ -125,6 +125,24 @@ def test_ids_are_monotonic_across_reopen_and_never_reused_after_pruning(db: Path
         assert store.append(sound(1)) == 8
 
 
+def test_numbered_appends_store_their_seq_as_the_id_across_reopen(db: Path) -> None:
+    """What the loop does: the id stored (and read back) is the row's seq, whatever id the
+    item came with, and it goes on from the high-water mark after a reopen and pruning."""
+    from dataclasses import replace
+
+    clock = Clock()
+    with open_store(db, clock=clock) as store:
+        assert store.append(window(99), numbered=True) == 1
+        assert store.append(sound(42, "start"), numbered=True) == 2
+        assert store.append(replace(sound(42), id=2)) == 3  # its end: the start's id
+        assert [r.item.id for r in store.since(0)] == [1, 2, 2]
+        assert store.since(0)[0].item == replace(window(99), id=1)
+    with open_store(db, clock=clock, retention=Retention(max_rows=0)) as store:
+        store.prune()
+        assert store.append(window(7), numbered=True) == 4
+        assert [(r.seq, r.item.id) for r in store.since(0)] == [(3, 2), (4, 4)]
+
+
 # -- outbox cursors --------------------------------------------------------------------------
 
 def test_cursors_per_consumer_resume_after_reopen(db: Path) -> None:

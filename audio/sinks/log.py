@@ -28,13 +28,21 @@ def format_sound(record: SoundEvent) -> str:
 class LogSink:
     """Logs ``Predictions: Speech: 0.75, Music: 0.12`` for every window (the original's line)
     and ``Event start: ...`` / ``Event end: ...`` for every sound event; ``update`` records
-    go to the debug level, so that a long event still gives one line at each end."""
+    go to the debug level, so that a long event still gives one line at each end.
 
-    def __init__(self, log: logging.Logger | None = None, level: int = logging.INFO) -> None:
+    ``predictions=False`` logs the sound events only (``daemon.py --quiet``: a daemon that
+    runs for months should not have to write a line every second to say what it heard).
+    """
+
+    def __init__(self, log: logging.Logger | None = None, level: int = logging.INFO, *,
+                 predictions: bool = True) -> None:
         self._log = log or logging.getLogger("audio_analysis.capture")
         self._level = level
+        self._predictions = predictions
 
     def handle(self, event: Event) -> None:
+        if not self._predictions:
+            return
         self._log.log(self._level, "Predictions [%.2f-%.2f s]: %s", event.start, event.end,
                       _format(event))
 

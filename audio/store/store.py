@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audio.store import outbox, schema
@@ -38,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SYNCHRONOUS = "FULL"
 _INSERT = "INSERT INTO records (kind, stored, body) VALUES (?, ?, ?)"
+_INSERT_SEQ = "INSERT INTO records (seq, kind, stored, body) VALUES (?, ?, ?, ?)"
 _COLUMNS = "SELECT seq, kind, stored, body FROM records"
 _NO_BOUND = 2**63 - 1
 """SQLite's largest integer: ``seq < _NO_BOUND`` holds for every row."""
@@ -157,8 +158,24 @@ class Store:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, item: Item) -> int:
-        """Store one Event or SoundEvent; committed when this returns. Returns its seq."""
+    def append(self, item: Item, *, numbered: bool = False) -> int:
+        """Store one Event or SoundEvent; committed when this returns. Returns its seq.
+
+        ``numbered``: the item is stored with its ``id`` set to its own seq (the id it
+        came with is ignored), so the caller can hand its sinks ``replace(item, id=seq)``,
+        equal to what is stored: that is how the loop gives windows and sound events ids
+        that are monotonic across restarts. The seq is taken as the largest one plus one
+        inside the write transaction, which is the rowid SQLite would give (the newest row
+        is never deleted, and this process is the file's only writer: ``files``).
+        """
+        if numbered:
+            with self._writer("append to") as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                seq = outbox.last_seq(conn) + 1
+                kind, body = encode(replace(item, id=seq))
+                conn.execute(_INSERT_SEQ, (seq, kind, self._clock(), body))
+                conn.execute("COMMIT")
+            return seq
         kind, body = encode(item)
         with self._writer("append to") as conn:
             seq = conn.execute(_INSERT, (kind, self._clock(), body)).lastrowid

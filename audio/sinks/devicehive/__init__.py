@@ -25,12 +25,16 @@ management, which does not fit a daemon:
   wait 30 s for a reply whatever happens; ours (``transport``) end both on every failure,
   abandonment or close.
 
-The loop thread only appends to a bounded deque (``handle`` never blocks); when it is full,
-the oldest notification is dropped and counted.
+With an event store (the daemon), the sink delivers from the store's outbox: nothing
+committed is lost, whatever happens to the process, and a restart resumes from the
+cursor (``feeds``). Without one (library use) the loop thread only appends to a bounded
+deque (``handle`` never blocks); when it is full, the oldest notification is dropped and
+counted.
 
 Modules: ``settings`` (what to connect to, validated; ``redact_url``), ``notification``
 (the wire form), ``transport`` (the library's transports, made to end), ``connection``
-(one connection with deadlines), ``sink`` (the queue and the sender thread).
+(one connection with deadlines), ``feeds`` (the outbox or the in-memory queue), ``sink``
+(the sender thread).
 """
 
 from __future__ import annotations

@@ -161,8 +161,12 @@ class Connection:
         """Did ``note`` reach the server before the last connection dropped?
 
         Notifications go out one at a time, so if it was stored it is among the device's
-        latest. It is recognised by its unique client timestamp, or by its parameters
-        (which carry that timestamp) should a server re-stamp notifications itself.
+        latest. One with parameters is recognised by them (they carry its id, or in the
+        sink's memory its unique client timestamp, and survive a server that re-stamps
+        notifications itself); one without (the legacy format) by its name and client
+        timestamp. Parameters alone: two notifications of one name may share a
+        millisecond (two sounds starting in the same frame), and taking one for the other
+        would lose it.
         """
         from devicehive.api_response import ApiResponseError
 
@@ -175,8 +179,10 @@ class Connection:
         for n in latest:
             if n.notification != note.name:
                 continue
-            if note.parameters is not None and n.parameters == note.parameters:
-                return True
+            if note.parameters is not None:
+                if n.parameters == note.parameters:
+                    return True
+                continue
             try:
                 if parse_ms(n.timestamp) == ms:
                     return True

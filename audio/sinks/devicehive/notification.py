@@ -42,12 +42,14 @@ class OutgoingNotification:
 
 def build_notification(event: Event, seq: int, timestamp: str, name: str,
                        legacy: bool) -> OutgoingNotification:
-    """The wire form: the original's JSON-list name, or ``name`` + structured parameters."""
+    """The wire form: the original's JSON-list name, or ``name`` + structured parameters:
+    the window's ``id`` (in the daemon the event store's seq, unique across restarts: a
+    receiver can drop a duplicate by it), its predictions, timestamp and span."""
     predictions = [p.as_dict() for p in event.predictions]
     if legacy:
         legacy_name = json.dumps([[p["label"], p["score"]] for p in predictions])
         return OutgoingNotification(seq, legacy_name, None, timestamp)
-    parameters = {"predictions": predictions, "timestamp": timestamp,
+    parameters = {"id": event.id, "predictions": predictions, "timestamp": timestamp,
                   "window": {"start": round(event.start, 3), "end": round(event.end, 3)}}
     return OutgoingNotification(seq, name, parameters, timestamp)
 

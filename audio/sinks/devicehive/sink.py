@@ -1,13 +1,16 @@
 """DeviceHive sink: one notification per classified window, and one ``soundEvent``
 notification per sound event start and end, delivered once and in order.
 
-The loop thread only appends to a bounded deque (``handle`` never blocks); when it is
-full, the oldest notification is dropped and counted. A sender thread owns the
-connection (``audio.sinks.devicehive.connection``), reconnects with exponential backoff
-that never gives up, and after a reconnect settles the notification that was in flight
-when the connection dropped before sending anything else. A server that refuses that
-lookup (a token that may not list notifications) gets it again: delivery goes on, at
-least once, and the possible duplicate is counted (``duplicates`` in the status).
+Where the notifications come from is the sink's feed (``audio.sinks.devicehive.feeds``):
+with an event store (the daemon) the store's outbox, so that nothing committed is ever
+lost and delivery resumes after a restart; without one, a bounded in-memory queue whose
+oldest notification is dropped and counted when it is full. Either way ``handle`` never
+blocks on the network. A sender thread owns the connection
+(``audio.sinks.devicehive.connection``), reconnects with exponential backoff that never
+gives up, and after a reconnect settles the notification that was in flight when the
+connection dropped before sending anything else. A server that refuses that lookup (a
+token that may not list notifications) gets it again: delivery goes on, at least once,
+and the possible duplicate is counted (``duplicates`` in the status).
 """
 
 from __future__ import annotations
@@ -15,9 +18,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from audio.events import Event, SoundEvent
 from audio.sinks.devicehive.connection import (
@@ -28,18 +30,21 @@ from audio.sinks.devicehive.connection import (
     Rejected,
     describe,
 )
-from audio.sinks.devicehive.notification import (
-    OutgoingNotification,
-    build_notification,
-    build_sound_notification,
-    format_timestamp,
-)
+from audio.sinks.devicehive.feeds import Feed, MemoryFeed, OutboxFeed, sends_sound
+from audio.sinks.devicehive.notification import OutgoingNotification
 from audio.sinks.devicehive.settings import (
     DEFAULT_NOTIFICATION_NAME,
     DEFAULT_QUEUE_SIZE,
     DeviceHiveSettings,
     redact_url,
 )
+from audio.store import StoreError
+
+if TYPE_CHECKING:
+    from audio.store import Store
+
+STORE_RETRY = 1.0
+"""Seconds before the sender tries again after the event store failed (a full disk)."""
 
 # The name the logger had before DeviceHive moved under audio.sinks: the daemon's log
 # lines name it, and they stay as they were.
@@ -72,27 +77,25 @@ class DeviceHiveSink:
     """The :class:`audio.events.Sink` that forwards events to DeviceHive.
 
     ``settings=None`` means "not configured": events are ignored until ``reconfigure``.
+    ``store``: deliver from this event store's outbox (the loop commits to it before the
+    sink sees anything; ``queue_size`` then plays no part); without it, from memory.
     """
 
     def __init__(self, settings: DeviceHiveSettings | None = None, *,
                  notification_name: str = DEFAULT_NOTIFICATION_NAME,
-                 legacy_format: bool = False, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
+                 legacy_format: bool = False, queue_size: int = DEFAULT_QUEUE_SIZE,
+                 store: Store | None = None) -> None:
         self._defaults = (notification_name, legacy_format, queue_size)
         self._settings = self._complete(settings)
         self._cond = threading.Condition()
-        self._queue: deque[OutgoingNotification] = deque()
-        self._inflight: OutgoingNotification | None = None
-        self._uncertain: OutgoingNotification | None = None
-        self._seq = 0
-        self._last_ms = 0
+        self._feed: Feed = (MemoryFeed() if store is None
+                            else OutboxFeed(store, self._settings))
         self._generation = 0
         self._stop = threading.Event()
         self.state = "disabled" if self._settings is None else "connecting"
         self.sent = 0
-        self.dropped = 0
         self.rejected = 0
         self.reconnects = 0
-        self.duplicates = 0
         self.last_error: str | None = None
         self.connected_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="devicehive-sink", daemon=True)
@@ -112,41 +115,20 @@ class DeviceHiveSink:
             settings = self._settings
             if settings is None:
                 return
-            self._seq += 1
-            self._enqueue(build_notification(event, self._seq, self._stamp(event.timestamp),
-                                             settings.notification_name,
-                                             settings.legacy_format), settings)
+            self._feed.add_window(event, settings)
+            self._cond.notify_all()
 
     def handle_sound(self, record: SoundEvent) -> None:
         """A ``start`` or ``end`` record as a ``soundEvent`` notification (``update``
         records are not sent; nor is anything in the legacy format, which had no events).
 
         Queued like the windows' notifications: never blocks, same order and delivery."""
-        if record.kind not in ("start", "end"):
-            return
         with self._cond:
             settings = self._settings
-            if settings is None or settings.legacy_format:
+            if settings is None or not sends_sound(record, settings):
                 return
-            clock = record.start_time if record.kind == "start" else record.end_time
-            self._seq += 1
-            self._enqueue(build_sound_notification(
-                record, self._seq, self._stamp(time.time() if clock is None else clock)),
-                settings)
-
-    def _stamp(self, seconds: float) -> str:
-        """A client timestamp later than every one before (``_cond`` held)."""
-        ms = max(round(seconds * 1000), self._last_ms + 1)
-        self._last_ms = ms
-        return format_timestamp(ms)
-
-    def _enqueue(self, note: OutgoingNotification, settings: DeviceHiveSettings) -> None:
-        """Queue a notification, dropping the oldest beyond the queue size (``_cond`` held)."""
-        self._queue.append(note)
-        while len(self._queue) + (self._inflight is not None) > settings.queue_size:
-            self._queue.popleft()
-            self.dropped += 1
-        self._cond.notify_all()
+            self._feed.add_sound(record, settings)
+            self._cond.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop: give pending notifications up to ``timeout`` seconds to go out."""
@@ -165,9 +147,7 @@ class DeviceHiveSink:
             self._generation += 1
             self.last_error = None
             self.state = "disabled" if settings is None else "connecting"
-            if settings is None:
-                self._queue.clear()
-                self._uncertain = None
+            self._feed.reconfigure(settings)
             self._cond.notify_all()
 
     def report_error(self, message: str) -> None:
@@ -178,7 +158,7 @@ class DeviceHiveSink:
         """Wait until nothing is queued or in flight (True) or ``timeout`` passes."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._queue or self._inflight or self._uncertain:
+            while self._feed.backlog():
                 if self._settings is None:
                     return True
                 left = deadline - time.monotonic()
@@ -193,12 +173,9 @@ class DeviceHiveSink:
             return {
                 "state": self.state,
                 "sent": self.sent,
-                "queued": len(self._queue) + (self._inflight is not None)
-                + (self._uncertain is not None),
-                "dropped": self.dropped,
+                **self._feed.status(),  # queued, dropped, duplicates, outbox (or None)
                 "rejected": self.rejected,
                 "reconnects": self.reconnects,
-                "duplicates": self.duplicates,
                 "last_error": self.last_error,
                 "connected_since": self.connected_since,
                 "url": redact_url(settings.url) if settings else None,
@@ -218,19 +195,30 @@ class DeviceHiveSink:
         """Connect, send one notification at a time, reconnect; until ``close``."""
         link = _Link()
         while not self._stop.is_set():
-            settings = self._settings_for(link)
-            if settings is None:
-                continue
-            connection = link.connection
-            if connection is None:
-                connection = self._connect(link, settings)
-                if connection is None:
-                    continue
-            note = self._take(link, connection, settings)
-            if note is not None:
-                self._deliver(link, connection, settings, note)
+            try:
+                self._step(link)
+            except StoreError as error:  # the disk, or the store closed under a late stop
+                if self._stop.is_set():
+                    break
+                logger.error("DeviceHive: %s", error)
+                link.drop()
+                self._set(state="disconnected", last_error=str(error))
+                self._wait_interruptible(STORE_RETRY, link.generation)
         link.drop()
         self._set(state="stopped")
+
+    def _step(self, link: _Link) -> None:
+        settings = self._settings_for(link)
+        if settings is None:
+            return
+        connection = link.connection
+        if connection is None:
+            connection = self._connect(link, settings)
+            if connection is None:
+                return
+        note = self._take(link, connection, settings)
+        if note is not None:
+            self._deliver(link, connection, settings, note)
 
     def _settings_for(self, link: _Link) -> DeviceHiveSettings | None:
         """The settings to serve; a new generation drops the connection and the backoff.
@@ -262,6 +250,8 @@ class DeviceHiveSink:
             connection = link.connection = Connection(settings, self._stop)
             connection.wait_ready()
             self._resolve_uncertain(connection)
+        except StoreError:
+            raise
         except (ConnectionDead, Ambiguous) as error:
             link.drop()
             link.back_off(settings)
@@ -290,15 +280,14 @@ class DeviceHiveSink:
         died while idle (then it is dropped as lost).
         """
         with self._cond:
-            while not self._queue and not self._stop.is_set() \
+            while not self._feed.ready() and not self._stop.is_set() \
                     and self._generation == link.generation:
                 if not connection.alive():
                     break
                 self._cond.wait(0.5)
             if self._stop.is_set() or self._generation != link.generation:
                 return None
-            note = self._queue.popleft() if self._queue and connection.alive() else None
-            self._inflight = note
+            note = self._feed.take() if connection.alive() else None
         if note is None:  # the connection died while idle
             self._lose(link, connection.failure(), settings)
         return note
@@ -324,11 +313,7 @@ class DeviceHiveSink:
     def _put_back(self, note: OutgoingNotification, uncertain: bool) -> None:
         """A failed send: settle after reconnecting (``uncertain``) or send again first."""
         with self._cond:
-            self._inflight = None
-            if uncertain:
-                self._uncertain = note
-            else:
-                self._queue.appendleft(note)
+            self._feed.put_back(note, uncertain)
 
     def _lose(self, link: _Link, error: str, settings: DeviceHiveSettings) -> None:
         """Drop a connection that failed; the next one is tried after the first backoff."""
@@ -346,7 +331,7 @@ class DeviceHiveSink:
     def _finish(self, note: OutgoingNotification, rejected: bool = False,
                 error: str | None = None) -> None:
         with self._cond:
-            self._inflight = None
+            self._feed.done(note)
             if rejected:
                 self.rejected += 1
                 self.last_error = error
@@ -357,7 +342,7 @@ class DeviceHiveSink:
     def _resolve_uncertain(self, connection: Connection) -> None:
         """After a reconnect: was the notification in flight stored? Re-queue it if not."""
         with self._cond:
-            note = self._uncertain
+            note = self._feed.uncertain()
         if note is None:
             return
         try:
@@ -367,12 +352,8 @@ class DeviceHiveSink:
                            "(%s); re-sending it, possibly a duplicate", note.seq, error)
             stored = None
         with self._cond:
-            self._uncertain = None
-            if stored:
-                self.sent += 1
-            else:
-                self._queue.appendleft(note)
-                self.duplicates += stored is None
+            self._feed.settle(note, stored)
+            self.sent += bool(stored)
             self._cond.notify_all()
         if stored is not None:
             logger.info("DeviceHive: notification in flight at the disconnect was %s",
