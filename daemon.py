@@ -80,10 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"longest microphone window (default {DEFAULT_MAX_TIME:g})")
     add_model_arguments(parser)
     add_event_arguments(parser)
+    _add_web_arguments(parser)
+    _add_devicehive_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parser
+
+
+def _add_web_arguments(parser: argparse.ArgumentParser) -> None:
     web = parser.add_argument_group("web interface")
     web.add_argument("--host", default=DEFAULT_HOST,
                      help=f"address to listen on (default {DEFAULT_HOST}; anything else "
-                          f"exposes the page to the network)")
+                          f"exposes the page to the network and needs a password)")
     web.add_argument("--port", type=int, default=DEFAULT_PORT,
                      help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     web.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
@@ -92,9 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--config", metavar="PATH", default=None,
                      help="configuration file (env AUDIO_ANALYSIS_CONFIG; default "
                           "$XDG_CONFIG_HOME/audio-analysis/config.json)")
-    _add_devicehive_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    return parser
+    web.add_argument("--legacy_config", metavar="PATH", default=None,
+                     help="the original daemon's dh_config.json to import when no "
+                          "configuration exists yet (default: ./dh_config.json if present)")
+    web.add_argument("--set_password", action="store_true",
+                     help="store a hash of the web page's password in the configuration "
+                          "(prompted, or one line on stdin), then exit; a non-loopback "
+                          "--host needs it or env AUDIO_ANALYSIS_WEB_PASSWORD")
+    web.add_argument("--no_auth", action="store_true",
+                     help="serve a non-loopback --host without a password (anyone who can "
+                          "reach the page can change the DeviceHive settings)")
 
 
 def _add_devicehive_arguments(parser: argparse.ArgumentParser) -> None:
@@ -224,11 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         WebApp,
         WebServer,
         allowed_hosts_for,
-        is_loopback,
     )
 
+    if args.set_password:
+        return _set_password(args)
     try:
         settings, sources = _checked_inputs(args)
+        auth = _web_auth(args)
         config_path, config, sink = _devicehive(args)
     except StartError as error:
         return _fail(str(error), error.code)
@@ -253,25 +269,91 @@ def main(argv: Sequence[str] | None = None) -> int:
     app = WebApp(store, config=config, config_path=config_path, on_config=on_config,
                  status_sources={"loop": loop_status, "capture": capture_status,
                                  "devicehive": sink.status},
-                 allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
+                 allowed_hosts=allowed_hosts_for(args.host, args.allowed_host), auth=auth)
     try:
         server = WebServer((args.host, args.port), app)
     except OSError as error:
         sink.close(timeout=0)
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
-    if not is_loopback(args.host):
-        logger.warning("listening on %s: the page is reachable from the network; it has no "
-                       "login, so anyone who can reach it can change the DeviceHive settings",
-                       args.host)
     server.start()
-    host, port = server.server_address[:2]
-    print(f"daemon.py: web interface on http://{host}:{port}/ (config {config_path})",
-          file=sys.stderr, flush=True)
+    _announce(args, server.server_address, config_path)
 
     try:
         return _run(args, settings, sources, state, store, sink)
     finally:
         server.stop()
+
+
+def _announce(args: argparse.Namespace, address: Any, config_path: Path) -> None:
+    from web.security import is_loopback
+
+    if args.no_auth and not is_loopback(args.host):
+        logger.warning("listening on %s with --no_auth: the page is reachable from the "
+                       "network without a password; anyone who can reach it can change "
+                       "the DeviceHive settings", args.host)
+    elif not is_loopback(args.host):
+        logger.warning("listening on %s: the page is reachable from the network; it asks "
+                       "for the password", args.host)
+    host, port = address[:2]
+    print(f"daemon.py: web interface on http://{host}:{port}/ (config {config_path})",
+          file=sys.stderr, flush=True)
+
+
+def _config_path(args: argparse.Namespace) -> Path:
+    from web.config import default_config_path
+
+    return Path(args.config).expanduser() if args.config else default_config_path()
+
+
+def _web_auth(args: argparse.Namespace) -> Any:
+    """Import the original's dh_config.json on a first start; then what the web page
+    checks: None on loopback (or with --no_auth), else the password (env or stored hash);
+    a non-loopback --host without either is a ``StartError``."""
+    from vggish.environment import WEB_PASSWORD_ENV, env_value
+    from web.auth import Auth, Password
+    from web.config import ConfigError, import_legacy_config, load_config
+    from web.security import is_loopback
+
+    path = _config_path(args)
+    legacy = Path(args.legacy_config).expanduser() if args.legacy_config else None
+    try:
+        import_legacy_config(path, legacy)
+        stored = load_config(path)
+    except ConfigError as error:
+        raise StartError(str(error)) from None
+    if is_loopback(args.host) or args.no_auth:
+        return None
+    plain = env_value(WEB_PASSWORD_ENV)
+    if plain is None and not stored.web_password_hash:
+        raise StartError(f"--host {args.host} makes the page reachable from the network: "
+                         f"set its password first (daemon.py --set_password, or env "
+                         f"{WEB_PASSWORD_ENV}), or give --no_auth")
+    return Auth(Password(plain=plain, hashed=None if plain else stored.web_password_hash))
+
+
+def _set_password(args: argparse.Namespace) -> int:
+    """--set_password: prompt twice on a terminal, else read one line from stdin."""
+    import getpass
+    from dataclasses import replace
+
+    from web.auth import PasswordError, check_new_password, hash_password
+    from web.config import ConfigError, load_config, save_config
+
+    path = _config_path(args)
+    try:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Web page password: ")
+            if getpass.getpass("Again: ") != password:
+                return _fail("the two passwords differ")
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+        check_new_password(password)
+        config = load_config(path)
+        save_config(path, replace(config, web_password_hash=hash_password(password)))
+    except (PasswordError, ConfigError) as error:
+        return _fail(str(error))
+    print(f"daemon.py: web page password saved in {path}", file=sys.stderr)
+    return 0
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],

@@ -289,7 +289,8 @@ def test_non_loopback_bind_warns(tmp_path):
     result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
                              "--host", "0.0.0.0", "--port", "0", "--source", str(WAV),
                              "--model", str(tmp_path / "no-such-bundle")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+                            capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**os.environ, "AUDIO_ANALYSIS_WEB_PASSWORD": "a-password"})
     assert "reachable from the network" in result.stderr
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "daemon.py: error:" in result.stderr  # which model files are missing, one line
