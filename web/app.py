@@ -178,8 +178,8 @@ class WebApp:
     def render(self, name: str, title: str, signed_in: bool = False, **values: Any) -> bytes:
         """Render ``name``.html; Jinja2 escapes every value."""
         template = self._jinja.get_template(f"{name}.html")
-        return template.render(title=title, csrf=self.csrf_token, signed_in=signed_in,
-                               **values).encode("utf-8")
+        values.setdefault("csrf", self.csrf_token)
+        return template.render(title=title, signed_in=signed_in, **values).encode("utf-8")
 
     def static(self, name: str) -> bytes | None:
         return self._static.get(name)

@@ -206,8 +206,8 @@ class Auth:
     def __init__(self, password: Password, *, sessions: Sessions | None = None,
                  limiter: RateLimiter | None = None) -> None:
         self.password = password
-        self.sessions = sessions or Sessions()
-        self.limiter = limiter or RateLimiter()
+        self.sessions = sessions if sessions is not None else Sessions()
+        self.limiter = limiter if limiter is not None else RateLimiter()
 
     def cookie_header(self, token: str) -> str:
         return (f"{SESSION_COOKIE}={token}; Path=/; Max-Age={int(self.sessions.ttl_s)}; "

@@ -144,6 +144,12 @@ class WebServer:
             h11_max_incomplete_event_size=MAX_HEAD_BYTES, timeout_keep_alive=int(KEEPALIVE_S),
             timeout_graceful_shutdown=GRACE_S, backlog=BACKLOG)  # type: ignore[arg-type]
         self._server = uvicorn.Server(config)
+        # uvicorn warns once per refused request (malformed, over the cap): a flood would
+        # flood the log too. Errors only, unless the user chose a level for its loggers.
+        for name in ("uvicorn.error", "uvicorn"):
+            quiet = logging.getLogger(name)
+            if quiet.level == logging.NOTSET:
+                quiet.setLevel(logging.ERROR)
         self._thread: threading.Thread | None = None
 
     def start(self) -> threading.Thread:
