@@ -41,8 +41,9 @@ def safe_next(value: str | None) -> str:
 
 
 def _page(request: Request, error: str = "", status: int = HTTPStatus.OK,
-          headers: dict[str, str] | None = None) -> Response:
-    target = safe_next((query(request).get("next") or [""])[-1])
+          headers: dict[str, str] | None = None, target: str | None = None) -> Response:
+    if target is None:
+        target = safe_next((query(request).get("next") or [""])[-1])
     body = _app(request).render("login", "Sign in", csrf="", next=target, error=error)
     return HTMLResponse(body, status, headers)
 
@@ -72,7 +73,8 @@ async def login_post(request: Request) -> Response:
     if not password or not await run_in_threadpool(auth.password.matches, password):
         app.count("client_errors")
         logger.info("web: wrong password from %s", client)
-        return _page(request, "Wrong password.", HTTPStatus.UNAUTHORIZED)
+        return _page(request, "Wrong password.", HTTPStatus.UNAUTHORIZED,
+                     target=safe_next(form.get("next")))
     token = auth.sessions.create()
     response = RedirectResponse(safe_next(form.get("next")), HTTPStatus.SEE_OTHER)
     response.headers.append("Set-Cookie", auth.cookie_header(token))
