@@ -18,7 +18,10 @@ Bounded, whatever the clients do (issue 15: 300 connections sending 64 KB header
 took the old server to 1.97 GB):
 
 * ``MAX_CONNECTIONS`` connections and tasks at once (uvicorn's ``limit_concurrency``:
-  beyond, requests get 503 at once);
+  beyond, requests get 503 at once); high enough that a few hundred hostile connections
+  do not turn ``/healthz`` away, low enough to stay within the usual 1,024 descriptors.
+  Memory per connection is bounded by the head cap below (the event loop handles one
+  read of at most 256 KB at a time), some 16 KB each, 8 MB at the cap;
 * a request head of at most ``MAX_HEAD_BYTES`` (h11's ``max_incomplete_event_size``:
   beyond, 400 and the connection closes), a body of at most ``web.forms.MAX_BODY``;
 * ``READ_TIMEOUT_S`` to send a whole request (head and body) from the moment the
@@ -58,7 +61,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["LOOPBACK_HOSTS", "EventStore", "WebApp", "WebServer", "allowed_hosts_for",
            "is_loopback", "settings_or_none"]
 
-MAX_CONNECTIONS = 128
+MAX_CONNECTIONS = 512
 MAX_HEAD_BYTES = 16 * 1024
 READ_TIMEOUT_S = 10.0
 KEEPALIVE_S = 5.0
