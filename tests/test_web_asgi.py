@@ -263,6 +263,16 @@ def test_rate_limiter_refills_and_bounds_its_memory():
     assert [burst.acquire(f"h{i}") > 0 for i in range(4)] == [False, False, False, True]
 
 
+@pytest.mark.parametrize("target, expected", [
+    ("/events/", "/events/"), ("/?saved=1", "/?saved=1"), ("//evil.example/", "/"),
+    ("/\t/evil.example/", "/"), ("/\\evil.example", "/"), ("http://evil.example/", "/"),
+    ("", "/")])
+def test_sign_in_only_redirects_within_the_site(target, expected):
+    from web.login import safe_next
+
+    assert safe_next(target) == expected
+
+
 def test_password_hash_round_trip():
     stored = hash_password(PASSWORD)
     assert stored.startswith("scrypt$") and PASSWORD not in stored

@@ -37,6 +37,9 @@ def safe_next(value: str | None) -> str:
     """Only a path of this site (never ``//host`` or a scheme): no open redirect."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
         return "/"
+    # Browsers drop tabs and newlines from URLs: "/\t/host" would be "//host".
+    if any(ord(c) <= 32 or ord(c) == 127 for c in value):
+        return "/"
     return value
 
 
