@@ -194,3 +194,19 @@ def test_stream_resumes_from_the_store_across_a_restart(tmp_path):
     finally:
         second.server.stop()
         store.close()
+
+
+def test_responses_are_not_held_back_by_nagle(served):
+    """Server sockets have TCP_NODELAY: without it each keep-alive response waits for the
+    client's delayed ACK (40 ms; the bench showed 180 req/s for 8 busy clients)."""
+    conn = http.client.HTTPConnection("127.0.0.1", served.port, timeout=5)
+    try:
+        conn.request("GET", "/healthz")
+        conn.getresponse().read()
+        connections = list(served.server._server.server_state.connections)
+        assert connections
+        for protocol in connections:
+            sock = protocol.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        conn.close()
