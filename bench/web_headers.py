@@ -42,13 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--source", default=str(ROOT / "examples" / "speech.wav"))
     parser.add_argument("--window", type=float, default=1.0)
     parser.add_argument("--random_weights", metavar="DIR", default=None)
+    parser.add_argument("--nice", type=int, default=10,
+                        help="niceness of the attacking processes (default 10): on one small "
+                             "machine their own CPU would otherwise starve the daemon, as "
+                             "attackers on other machines would not")
     parser.add_argument("--reconnect", action="store_true",
                         help="open each connection again when the server closes it")
     return parser
 
 
 def _attack(port: int, threads: int, lines: int, stop_at: float, reconnect: bool,
-            out: mp.Queue) -> None:
+            nice: int, out: mp.Queue) -> None:
+    os.nice(nice)
     counts = {"connections": 0, "bytes": 0, "refused": 0}
     lock = threading.Lock()
     line = b"X-Filler: " + b"a" * (LINE - 12) + b"\r\n"
@@ -125,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         per = [args.connections // args.procs + (i < args.connections % args.procs)
                for i in range(args.procs)]
         attackers = [mp.Process(target=_attack, args=(port, n, args.lines, stop_at,
-                                                         args.reconnect, out))
+                                                         args.reconnect, args.nice, out))
                      for n in per]
         for p in attackers:
             p.start()
@@ -166,7 +171,8 @@ def _report(args: argparse.Namespace, base: float, peak: float, after: float,
         return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
 
     total = {k: sum(c[k] for c in counts) for k in counts[0]}
-    mode = "reconnecting when closed" if args.reconnect else "each once"
+    mode = ("reconnecting when closed" if args.reconnect else "each once") + \
+        f", attackers at nice {args.nice}"
     print(f"{args.connections} connections x {args.lines} header lines of 64 KB ({mode}), "
           f"{args.duration:g} s measured, while classifying")
     print(f"  attack       {attack_s:.1f} s, {total['connections']} connections made, "
