@@ -86,10 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"longest microphone window (default {DEFAULT_MAX_TIME:g})")
     add_model_arguments(parser)
     add_event_arguments(parser)
+    _add_web_arguments(parser)
+    _add_devicehive_arguments(parser)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    return parser
+
+
+def _add_web_arguments(parser: argparse.ArgumentParser) -> None:
     web = parser.add_argument_group("web interface")
     web.add_argument("--host", default=DEFAULT_HOST,
                      help=f"address to listen on (default {DEFAULT_HOST}; anything else "
-                          f"exposes the page to the network)")
+                          f"exposes the page to the network and needs a password)")
     web.add_argument("--port", type=int, default=DEFAULT_PORT,
                      help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     web.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
@@ -98,6 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
     web.add_argument("--config", metavar="PATH", default=None,
                      help="configuration file (env AUDIO_ANALYSIS_CONFIG; default "
                           "$XDG_CONFIG_HOME/audio-analysis/config.json)")
+    web.add_argument("--legacy_config", metavar="PATH", default=None,
+                     help="the original daemon's dh_config.json to import when no "
+                          "configuration exists yet (default: ./dh_config.json if present)")
+    web.add_argument("--set_password", action="store_true",
+                     help="store a hash of the web page's password in the configuration "
+                          "(prompted, or one line on stdin), then exit; a non-loopback "
+                          "--host needs it or env AUDIO_ANALYSIS_WEB_PASSWORD")
+    web.add_argument("--no_auth", action="store_true",
+                     help="serve a non-loopback --host without a password (anyone who can "
+                          "reach the page can change the DeviceHive settings)")
     _add_devicehive_arguments(parser)
     _add_store_and_log_arguments(parser)
     return parser
@@ -262,6 +279,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("daemon").setLevel(logging.INFO)
     apply_native_output_defaults(args.verbose)
+    if args.set_password:
+        from web.launch import set_password
+
+        return set_password(args)
     try:
         settings, sources = _checked_inputs(args)
         db = _open_store(args)
@@ -275,20 +296,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db: Any) -> int:
     """Start the web interface and run the loop until stopped (the store is open)."""
-    from web.server import (
-        EventStore,
-        WebApp,
-        WebServer,
-        allowed_hosts_for,
-        is_loopback,
-    )
+    from web.launch import WebStartError, announce, web_auth
+    from web.server import WebApp, WebServer, allowed_hosts_for
 
     try:
+        auth = web_auth(args)
         config_path, config, sink = _devicehive(args, db)
-    except StartError as error:
-        return _fail(str(error), error.code)
+    except (StartError, WebStartError) as error:
+        return _fail(str(error), getattr(error, "code", EXIT_USAGE))
 
-    store = EventStore()
     state: dict[str, Any] = {"loop": None, "phase": "loading models"}
 
     def on_config(new_config: Any) -> None:
@@ -305,32 +321,26 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
                     "looping": not args.once, "realtime": not args.no_realtime}
         return {"kind": "microphone", "device": args.device}
 
-    app = WebApp(store, config=config, config_path=config_path, on_config=on_config,
+    app = WebApp(db, config=config, config_path=config_path, on_config=on_config,
                  status_sources={"loop": loop_status, "capture": capture_status,
                                  "devicehive": sink.status},
-                 allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
+                 allowed_hosts=allowed_hosts_for(args.host, args.allowed_host), auth=auth)
     try:
         server = WebServer((args.host, args.port), app)
     except OSError as error:
         sink.close(timeout=0)
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
-    if not is_loopback(args.host):
-        logger.warning("listening on %s: the page is reachable from the network; it has no "
-                       "login, so anyone who can reach it can change the DeviceHive settings",
-                       args.host)
     server.start()
-    host, port = server.server_address[:2]
-    print(f"daemon.py: web interface on http://{host}:{port}/ (config {config_path})",
-          file=sys.stderr, flush=True)
+    announce(args, server.server_address, config_path)
 
     try:
-        return _run(args, settings, sources, state, store, sink, db)
+        return _run(args, settings, sources, state, sink, db)
     finally:
         server.stop()
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
-         state: dict[str, Any], store: Any, sink: Any, db: Any) -> int:
+         state: dict[str, Any], sink: Any, db: Any) -> int:
     from audio.blocks import DEFAULT_BLOCK_SECONDS
     from audio.downloads import MissingModelFilesError
     from audio.loop import ProcessingLoop
@@ -363,7 +373,7 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         return _fail(str(error))
     log = LogSink(logger, predictions=not args.quiet)  # one line per prediction, as the original
     loop = ProcessingLoop(source, processor,
-                          [log, store, _FlushingSink(sink, FLUSH_SECONDS)], events=events,
+                          [log, _FlushingSink(sink, FLUSH_SECONDS)], events=events,
                           store=db)
     state["loop"] = loop
     state["phase"] = "running"

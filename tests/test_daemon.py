@@ -289,7 +289,8 @@ def test_non_loopback_bind_warns(tmp_path):
     result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
                              "--host", "0.0.0.0", "--port", "0", "--source", str(WAV),
                              "--model", str(tmp_path / "no-such-bundle")],
-                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+                            capture_output=True, text=True, cwd=ROOT, timeout=120,
+                            env={**os.environ, "AUDIO_ANALYSIS_WEB_PASSWORD": "a-password"})
     assert "reachable from the network" in result.stderr
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "daemon.py: error:" in result.stderr  # which model files are missing, one line
@@ -338,3 +339,88 @@ def test_sound_events_reach_the_web_api_and_devicehive(tmp_path, dh_server):
     finally:
         code = daemon.stop()
     assert code == 0
+
+
+def _run_daemon(tmp_path: Path, *args: str, stdin: str | None = None,
+                env: dict[str, str] | None = None, cwd: Path = ROOT):
+    return subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
+                           *args], input=stdin, capture_output=True, text=True, cwd=cwd,
+                          timeout=120, env={**os.environ, **(env or {})})
+
+
+def test_lan_bind_without_a_password_refuses_in_one_line(tmp_path):
+    result = _run_daemon(tmp_path, "--host", "0.0.0.0", "--port", "0", "--source", str(WAV),
+                         env={"AUDIO_ANALYSIS_WEB_PASSWORD": ""})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--set_password" in lines[0] and "--no_auth" in lines[0]
+
+
+def test_set_password_stores_a_salted_hash_that_a_lan_bind_accepts(tmp_path):
+    assert _run_daemon(tmp_path, "--set_password", stdin="short\n").returncode == 2
+    result = _run_daemon(tmp_path, "--set_password", stdin="a long passphrase\n")
+    assert result.returncode == 0, result.stderr
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert saved["web_password_hash"].startswith("scrypt$")
+    assert "a long passphrase" not in (tmp_path / "c.json").read_text()
+    assert oct((tmp_path / "c.json").stat().st_mode & 0o777) == "0o600"
+    # The models are missing on purpose: past the password check, the bind, then exit 2.
+    result = _run_daemon(tmp_path, "--host", "0.0.0.0", "--port", "0", "--source", str(WAV),
+                         "--model", str(tmp_path / "no-such-bundle"),
+                         env={"AUDIO_ANALYSIS_WEB_PASSWORD": ""})
+    assert "asks for the password" in result.stderr and "--set_password" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_no_auth_warns_and_loopback_needs_no_password(tmp_path):
+    result = _run_daemon(tmp_path, "--host", "0.0.0.0", "--no_auth", "--port", "0",
+                         "--source", str(WAV), "--model", str(tmp_path / "no-such-bundle"),
+                         env={"AUDIO_ANALYSIS_WEB_PASSWORD": ""})
+    assert "--no_auth" in result.stderr and "without a password" in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_the_originals_dh_config_is_imported_on_first_start(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "dh_config.json").write_text(json.dumps({
+        "url": "ws://127.0.0.1:1/api/websocket", "token": "LEGACY-REFRESH",
+        "device_id": "pi-3"}))
+    result = _run_daemon(tmp_path, "--port", "0", "--source", str(WAV), "--model",
+                         str(tmp_path / "no-such-bundle"), cwd=work)
+    assert "imported the original daemon's configuration" in result.stderr
+    saved = json.loads((tmp_path / "c.json").read_text())
+    assert (saved["server_url"], saved["refresh_token"], saved["device_id"]) == \
+        ("ws://127.0.0.1:1/api/websocket", "LEGACY-REFRESH", "pi-3")
+    result = _run_daemon(tmp_path, "--port", "0", "--source", str(WAV), "--model",
+                         str(tmp_path / "no-such-bundle"), "--legacy_config",
+                         str(tmp_path / "missing.json"))
+    # A configuration exists now: nothing is imported, and the flag is said to be ignored.
+    assert "imported the original" not in result.stderr and "not imported" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_sigterm_exits_within_5_s_with_an_event_stream_open(tmp_path, model_args):
+    daemon = Daemon(tmp_path, model_args)
+    streams = []
+    try:
+        daemon.wait(lambda s: s["events"]["total"] >= 1, 60, "the first window")
+        for _ in range(3):
+            sock = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            sock.sendall(b"GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+            streams.append(sock)
+        idle = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+        idle.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never finished
+        streams.append(idle)
+        started = time.monotonic()
+        daemon.proc.send_signal(signal.SIGTERM)
+        daemon.proc.wait(30)
+        elapsed = time.monotonic() - started
+        print(f"SIGTERM to exit with 3 event streams and a half-sent request: {elapsed:.2f} s")
+        assert daemon.proc.returncode == 0 and elapsed < 5, elapsed
+    finally:
+        for sock in streams:
+            sock.close()
+        daemon.stop()

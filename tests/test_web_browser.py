@@ -165,3 +165,106 @@ def test_events_page_shows_sound_events_live(browser, site, make_sound):
     assert page.query_selector("#sounds-body i") is None  # text, never HTML
     assert not errors, errors
     page.close()
+
+
+def _lan_address() -> str:
+    """This machine's address on its network (no packet is sent: a UDP socket's
+    connect only picks the route)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("192.0.2.1", 9))
+            address = s.getsockname()[0]
+        except OSError:
+            address = socket.gethostbyname(socket.gethostname())
+    if address.startswith("127.") or address == "0.0.0.0":
+        pytest.fail("this machine has no non-loopback IPv4 address to test a LAN bind on")
+    return address
+
+
+class _LanSite:
+    """The web interface bound to 0.0.0.0 with a password, over a durable store."""
+
+    def __init__(self, db: Path, address: str, password: str) -> None:
+        from audio.store import Store
+        from web.auth import Auth, Password
+
+        self.store = Store(db, prune_in_background=False)
+        self.app = WebApp(self.store, config=DaemonConfig(), config_path=db.parent / "c.json",
+                          allowed_hosts=allowed_hosts_for("0.0.0.0", [address]),
+                          auth=Auth(Password(plain=password)))
+        self.server = WebServer(("0.0.0.0", 0), self.app)
+        self.server.start()
+        self.url = f"http://{address}:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.stop()
+        self.store.close()
+
+
+def _sign_in(page, url: str, password: str) -> None:
+    page.goto(url + "/events/")
+    page.wait_for_url("**/login?next=/events/")
+    page.fill("#password", "not the password")
+    page.click("#signin")
+    page.wait_for_selector("#login-error:not(.hidden)")
+    assert "Wrong password" in page.inner_text("#login-error")
+    page.fill("#password", password)
+    page.click("#signin")
+    page.wait_for_url(url + "/events/")
+
+
+def test_lan_sign_in_and_history_across_a_restart(browser, tmp_path, make_event):
+    address = _lan_address()
+    password = "a LAN passphrase"
+    db = tmp_path / "state" / "events.db"
+    first = _LanSite(db, address, password)
+    try:
+        for i in range(1, 16):
+            first.store.append(_with_source(make_event(i, timestamp=1.7e9 + i), "before.wav"))
+        page = browser.new_page()
+        _sign_in(page, first.url, password)
+        page.wait_for_function(
+            "() => document.querySelectorAll('#events-body tr[data-id]').length === 10")
+        assert "before.wav" in page.inner_text("#events-body")
+        page.close()
+    finally:
+        first.close()
+    second = _LanSite(db, address, password)  # the daemon restarted: new port, new sessions
+    try:
+        for i in range(1, 4):
+            second.store.append(_with_source(make_event(i), "after.wav"))
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        _sign_in(page, second.url, password)
+        page.wait_for_function(
+            "() => document.querySelectorAll('#events-body tr[data-id]').length === 10")
+        rows = page.eval_on_selector_all(
+            "#events-body tr[data-id]", "rows => rows.map(r => [+r.dataset.id, r.innerText])")
+        assert [r[0] for r in rows] == list(range(18, 8, -1))  # ids go on across the restart
+        assert all("after.wav" in text for _, text in rows[:3])
+        assert all("before.wav" in text for _, text in rows[3:])
+        page.click("#older")
+        page.wait_for_function(
+            "() => document.querySelectorAll('#history-body tr[data-id]').length === 8")
+        page.wait_for_selector("#older:disabled")
+        older = page.eval_on_selector_all("#history-body tr[data-id]",
+                                          "rows => rows.map(r => +r.dataset.id)")
+        assert older == list(range(8, 0, -1))
+        assert "2023" in page.inner_text("#history-body")  # the date of the first run's rows
+        assert "averaged over the last 10 windows" in page.inner_text("#chart-help")
+        _save_screenshot(page, tmp_path, "events-history.png")
+        page.click("#signout")
+        page.wait_for_url("**/login")
+        assert not errors, errors
+        page.close()
+    finally:
+        second.close()
+
+
+def _with_source(event, source: str):
+    from dataclasses import replace
+
+    return replace(event, source=source)

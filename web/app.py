@@ -1,24 +1,34 @@
-"""The web interface's state: event store, status sources, configuration, templates.
+"""The web interface's state: event history, status sources, configuration, templates,
+sign-in.
 
-The request handlers (``web.handler``) read and change the daemon only through a
-``WebApp``; it renders the pages, answers the status, and validates, saves and applies
-a new DeviceHive configuration.
+The request handlers (``web.routes``) read and change the daemon only through a
+``WebApp``; it renders the pages (Jinja2, autoescaping on: every value is escaped unless a
+template says otherwise, and none does), answers the status, and validates, saves and
+applies a new DeviceHive configuration. History comes from the daemon's durable event
+store when one is given (``audio.store.Store``), else from the in-memory ``EventStore``.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from string import Template
 from typing import Any
 
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
 from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSettings, is_redacted_of
+from audio.store import Store
+from web.auth import Auth
 from web.config import ConfigError, DaemonConfig, save_config
+from web.history import History, history_for
 from web.security import LOOPBACK_HOSTS
 from web.store import EventStore
 
@@ -29,19 +39,31 @@ WEB_DIR = Path(__file__).resolve().parent
 STATIC_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".svg": "image/svg+xml"}
 FORM_FIELDS = ("server_url", "device_id", "refresh_token", "access_token")
+LEGACY_FORM_FIELDS = {"url": "server_url", "token": "refresh_token", "device_id": "device_id"}
+"""The original's configuration form (POST /) and what each field is here."""
+CACHE_ENTRIES = 256
 
 
 class WebApp:
-    """State shared by the request handlers: the event store, status sources, config."""
+    """State shared by the request handlers: history, status sources, config, sign-in.
 
-    def __init__(self, store: EventStore, *, config: DaemonConfig, config_path: Path | None,
+    ``store``: the daemon's ``audio.store.Store`` (history across restarts) or an
+    in-memory ``EventStore``; ``auth``: None on a loopback bind (or with ``--no_auth``),
+    else what a non-loopback bind checks (``web.auth``).
+    """
+
+    def __init__(self, store: EventStore | Store | History, *, config: DaemonConfig,
+                 config_path: Path | None,
                  on_config: Callable[[DaemonConfig], None] | None = None,
                  status_sources: Mapping[str, Callable[[], Any]] | None = None,
-                 allowed_hosts: set[str] | frozenset[str] = LOOPBACK_HOSTS) -> None:
+                 allowed_hosts: set[str] | frozenset[str] = LOOPBACK_HOSTS,
+                 auth: Auth | None = None) -> None:
         self.store = store
+        self.history = history_for(store)
         self.config = config
         self.config_path = config_path
         self.on_config = on_config
+        self.auth = auth
         self.status_sources = dict(status_sources or {})
         self.allowed_hosts = frozenset(h.lower() for h in allowed_hosts)
         self.csrf_token = secrets.token_urlsafe(32)
@@ -52,9 +74,11 @@ class WebApp:
         self.server_errors = 0
         self.streams = 0
         self._lock = threading.Lock()
-        self._templates = {name: Template((WEB_DIR / "templates" / f"{name}.html")
-                                          .read_text(encoding="utf-8"))
-                           for name in ("base", "config", "events", "error")}
+        self._cache: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
+        self._jinja = Environment(loader=FileSystemLoader(WEB_DIR / "templates"),
+                                  autoescape=select_autoescape(default=True,
+                                                               default_for_string=True),
+                                  auto_reload=False, finalize=_escape)
         self._static = {p.name: p.read_bytes() for p in (WEB_DIR / "static").iterdir()
                         if p.suffix in STATIC_TYPES}
 
@@ -64,13 +88,13 @@ class WebApp:
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"uptime": round(time.time() - self.started, 3),
-                               "events": {"total": self.store.total,
-                                          "last_id": self.store.last_id},
-                               "sounds": {"total": self.store.sounds_total},
+                               "events": self.history.counts(),
+                               "sounds": {"total": self.history.sounds_total()},
                                "web": {"requests": self.requests,
                                        "client_errors": self.client_errors,
                                        "server_errors": self.server_errors,
-                                       "streams": self.streams},
+                                       "streams": self.streams,
+                                       "auth": self.auth is not None},
                                "config": self.config.public()}
         for name, source in self.status_sources.items():
             try:
@@ -80,6 +104,33 @@ class WebApp:
         out.setdefault("devicehive", {"state": "disabled", "sent": 0, "queued": 0,
                                       "dropped": 0, "last_error": None})
         return out
+
+    def legacy_status(self) -> dict[str, str]:
+        """``/status/`` as the original answered it: ``status`` connected, connecting or
+        disconnected, and ``error_message`` (redacted like everything shown here)."""
+        dh = self.status()["devicehive"]
+        state = dh.get("state")
+        return {"status": state if state in ("connected", "connecting") else "disconnected",
+                "error_message": dh.get("last_error") or ""}
+
+    def events_json(self, since: int, before: int | None, limit: int) -> bytes:
+        """``/api/events``'s body, cached until the history's last id moves (the store's
+        watcher says so without a query), so polling clients cost a dictionary lookup."""
+        key = (self.history.last_id(), since, -1 if before is None else before, limit)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        events = self.history.newest(since, before, limit)
+        next_before = events[-1]["id"] if len(events) == limit else None
+        body = json.dumps({"events": events, "last_id": key[0],
+                           "next_before": next_before}).encode()
+        with self._lock:
+            self._cache[key] = body
+            while len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+        return body
 
     def apply_config(self, form: Mapping[str, str]) -> DaemonConfig:
         """Validate the form, save it, reconnect. Raises ValueError with a user message."""
@@ -118,14 +169,32 @@ class WebApp:
                     "reconnecting" if config.server_url else "disabled")
         return config
 
-    def render(self, name: str, title: str, **values: str) -> bytes:
-        """Fill a template; every value is escaped here unless its key ends in ``_html``."""
-        safe = {k: (v if k.endswith("_html") else html.escape(str(v), quote=True))
-                for k, v in values.items()}
-        body = self._templates[name].substitute(safe)
-        page = self._templates["base"].substitute(title=html.escape(title), body_html=body,
-                                                  csrf=html.escape(self.csrf_token))
-        return page.encode("utf-8")
+    def apply_legacy_form(self, form: Mapping[str, str]) -> DaemonConfig:
+        """The original's form (``url``, ``token``, ``device_id``; an empty token keeps
+        the current one, as on the page)."""
+        values = {name: form.get(legacy, "") for legacy, name in LEGACY_FORM_FIELDS.items()}
+        return self.apply_config(values)
+
+    def render(self, name: str, title: str, signed_in: bool = False, **values: Any) -> bytes:
+        """Render ``name``.html; Jinja2 escapes every value."""
+        template = self._jinja.get_template(f"{name}.html")
+        values.setdefault("csrf", self.csrf_token)
+        return template.render(title=title, signed_in=signed_in, **values).encode("utf-8")
+
+    def static(self, name: str) -> bytes | None:
+        return self._static.get(name)
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.history.close()
+
+
+def _escape(value: Any) -> Markup:
+    """Jinja2's autoescaping, with the standard library's entities (``&quot;``, as the
+    pages always had) instead of markupsafe's (``&#34;``); Markup passes as it is."""
+    if isinstance(value, Markup):
+        return value
+    return Markup(html.escape(str(value), quote=True))
 
 
 def _device_id_ok(device_id: str) -> bool:

@@ -6,6 +6,11 @@ The file holds tokens, so it is written atomically (temporary file in the same d
 fsync, rename) with mode 0600 in a 0700 directory, and it is re-read on every start.
 Tokens may also come from the environment (``environment_tokens``), which, unlike flags,
 ``ps`` does not show. A server URL is only ever shown redacted (``public``).
+
+On the first start, when no configuration file exists yet, the original daemon's
+``dh_config.json`` (``{"url", "token", "device_id"}``, the token a refresh token), from the
+working directory where the original kept it or from ``--legacy_config PATH``, is
+imported into a new configuration file (``import_legacy_config``).
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ from vggish.environment import (
 
 logger = logging.getLogger(__name__)
 
-SECRET_FIELDS = ("refresh_token", "access_token", "password")
+SECRET_FIELDS = ("refresh_token", "access_token", "password", "web_password_hash")
+LEGACY_CONFIG_NAME = "dh_config.json"
+"""The original daemon's configuration file, in its working directory."""
 MAX_CONFIG_BYTES = 64 * 1024
 
 
@@ -59,6 +66,7 @@ class DaemonConfig:
     password: str = field(default="", repr=False)
     notification_name: str = ""
     legacy_format: bool = False
+    web_password_hash: str = field(default="", repr=False)  # daemon.py --set_password
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], origin: str = "configuration") -> DaemonConfig:
@@ -158,3 +166,48 @@ def save_config(path: Path, config: DaemonConfig) -> None:
             os.close(dir_fd)
     except OSError:
         pass
+
+
+def legacy_to_config(data: Any, origin: str) -> DaemonConfig:
+    """The original's ``{"url", "token", "device_id"}`` as a configuration."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: a JSON object expected")
+    values = {}
+    for legacy, name in (("url", "server_url"), ("token", "refresh_token"),
+                         ("device_id", "device_id")):
+        value = data.get(legacy) or ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{origin}: {legacy} must be a string")
+        values[name] = value.strip()
+    return DaemonConfig(**values)
+
+
+def import_legacy_config(config_path: Path, legacy_path: Path | None = None,
+                         cwd: Path | None = None) -> DaemonConfig | None:
+    """Import the original's ``dh_config.json`` into ``config_path`` when that does not
+    exist yet; returns what was imported, or None (a configuration exists, or there is no
+    legacy file). An explicit ``legacy_path`` that is missing or unreadable is an error."""
+    if config_path.exists():
+        if legacy_path is not None:
+            logger.warning("%s exists: --legacy_config %s not imported", config_path,
+                           legacy_path)
+        return None
+    source = legacy_path or (cwd or Path.cwd()) / LEGACY_CONFIG_NAME
+    try:
+        with open(source, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        if legacy_path is not None:
+            raise ConfigError(f"--legacy_config {source}: no such file") from None
+        return None
+    except OSError as error:
+        raise ConfigError(f"cannot read {source}: {error.strerror}") from None
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ConfigError(f"{source}: not valid JSON") from None
+    config = legacy_to_config(data, str(source))
+    save_config(config_path, config)
+    logger.warning("imported the original daemon's configuration %s into %s", source,
+                   config_path)
+    return config

@@ -7,7 +7,7 @@ POST. ``SECURITY_HEADERS`` go on every response.
 
 from __future__ import annotations
 
-from email.message import Message
+from collections.abc import Mapping
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 SECURITY_HEADERS = {
@@ -46,7 +46,7 @@ def host_allowed(host_header: str | None, allowed_hosts: frozenset[str]) -> bool
     return name in allowed_hosts
 
 
-def same_origin(headers: Message) -> bool:
+def same_origin(headers: Mapping[str, str]) -> bool:
     """Does ``Origin`` (or, without it, ``Referer``) name this very ``Host``?"""
     expected = f"http://{headers.get('Host', '')}".lower()
     origin = headers.get("Origin")
@@ -56,3 +56,12 @@ def same_origin(headers: Message) -> bool:
     if referer:
         return referer.lower() == expected or referer.lower().startswith(expected + "/")
     return False
+
+
+def not_cross_origin(headers: Mapping[str, str]) -> bool:
+    """Same origin, or neither ``Origin`` nor ``Referer`` (a script, not a browser: every
+    browser sends ``Origin`` with a cross-site POST). For the sign-in form, which a script
+    may post too and which changes nothing before the password is right."""
+    if headers.get("Origin") is None and not headers.get("Referer"):
+        return True
+    return same_origin(headers)

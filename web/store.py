@@ -4,7 +4,6 @@ classified windows, and beside them the last sound events (one entry per event, 
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import deque
 from typing import Any
@@ -23,7 +22,6 @@ class EventStore:
         self._sounds: deque[dict[str, Any]] = deque(maxlen=max_sounds)
         self.sounds_total = 0
         self._cond = threading.Condition()
-        self._cache: dict[tuple[int, int, int], bytes] = {}
         self.total = 0
         self.closed = False
 
@@ -37,7 +35,6 @@ class EventStore:
                 record["id"] = self._events[-1]["id"] + 1
             self._events.append(record)
             self.total += 1
-            self._cache.clear()
             self._cond.notify_all()
 
     def handle_sound(self, record: SoundEvent) -> None:
@@ -78,23 +75,15 @@ class EventStore:
                 out.append(record)
             return out
 
-    def newest_json(self, since: int, limit: int) -> bytes:
-        """``newest`` as the API's JSON body, cached until the next event (cheap polling)."""
-        key = (self.last_id, since, limit)
+    def page(self, since: int, before: int | None, limit: int) -> list[dict[str, Any]]:
+        """Like ``newest``, from the events with id < ``before`` (a history page)."""
+        if before is None:
+            return self.newest(since, limit)
         with self._cond:
-            cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        body = json.dumps({"events": self.newest(since, limit), "last_id": key[0]}).encode()
-        with self._cond:
-            if len(self._cache) > 256:
-                self._cache.clear()
-            self._cache[key] = body
-        return body
+            older = [r for r in self._events if since < r["id"] < before]
+        return older[::-1][:limit]
 
-    def wait_after(self, last_id: int, timeout: float) -> list[dict[str, Any]]:
-        """Events with id > ``last_id``, oldest first; waits up to ``timeout`` for one."""
+    def after(self, last_id: int) -> list[dict[str, Any]]:
+        """Events with id > ``last_id``, oldest first."""
         with self._cond:
-            if not (self._events and self._events[-1]["id"] > last_id) and not self.closed:
-                self._cond.wait(timeout)
             return [r for r in self._events if r["id"] > last_id]

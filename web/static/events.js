@@ -1,14 +1,20 @@
 // The events page: polls /api/events every second (as the original page did) and redraws
 // the table of the last 10 predictions and a bar chart of the top classes; polls
-// /api/sounds too and redraws the table of the last 10 sound events.
+// /api/sounds too and redraws the table of the last 10 sound events. "Show older" pages
+// back through the history (/api/events?before=<id>), which the daemon's event store
+// keeps across restarts.
 "use strict";
 (function () {
   const body = document.getElementById("events-body");
   const chart = document.getElementById("chart");
   const live = document.getElementById("live-state");
   const soundsBody = document.getElementById("sounds-body");
+  const historyBody = document.getElementById("history-body");
+  const historyState = document.getElementById("history-state");
+  const olderButton = document.getElementById("older");
   let lastId = -1;
   let lastSounds = "";
+  let oldestShown = null;
 
   function cell(row, text) {
     const td = document.createElement("td");
@@ -16,9 +22,24 @@
     row.appendChild(td);
   }
 
+  function when(seconds) {
+    return seconds === null || seconds === undefined ? "" :
+      new Date(seconds * 1000).toLocaleString();
+  }
+
   function describe(predictions) {
     if (!predictions.length) return "(nothing above the threshold)";
     return predictions.map(p => p.label + ": " + p.score.toFixed(2)).join(", ");
+  }
+
+  function eventRow(e) {
+    const row = document.createElement("tr");
+    row.dataset.id = String(e.id);
+    cell(row, when(e.timestamp));
+    cell(row, e.source || "");
+    cell(row, e.start.toFixed(2) + "–" + e.end.toFixed(2) + " s");
+    cell(row, describe(e.predictions));
+    return row;
   }
 
   function drawTable(events) {
@@ -30,16 +51,11 @@
       body.appendChild(row);
       return;
     }
-    for (const e of events) {
-      const row = document.createElement("tr");
-      row.dataset.id = String(e.id);
-      cell(row, new Date(e.timestamp * 1000).toLocaleTimeString());
-      cell(row, e.start.toFixed(2) + "–" + e.end.toFixed(2) + " s");
-      cell(row, describe(e.predictions));
-      body.appendChild(row);
-    }
+    for (const e of events) body.appendChild(eventRow(e));
+    if (oldestShown === null) oldestShown = events[events.length - 1].id;
   }
 
+  // The average score of each class over the windows shown (absent = 0), top 5.
   function drawChart(events) {
     const totals = new Map();
     for (const e of events) {
@@ -72,8 +88,8 @@
     for (const s of sounds) {
       const row = document.createElement("tr");
       row.dataset.id = String(s.id);
-      const when = s.start_time === null ? "" : new Date(s.start_time * 1000).toLocaleTimeString();
-      cell(row, when);
+      cell(row, when(s.start_time));
+      cell(row, s.source || "");
       cell(row, s.sound);
       cell(row, s.start.toFixed(2) + "–" + (s.active ? "…" : s.end.toFixed(2) + " s"));
       cell(row, s.peak_score.toFixed(2));
@@ -93,6 +109,10 @@
   async function poll() {
     try {
       const response = await fetch("/api/events?limit=10", {cache: "no-store"});
+      if (response.status === 401) {
+        window.location.assign("/login?next=/events/");
+        return;
+      }
       const data = await response.json();
       live.textContent = "Live.";
       await pollSounds();
@@ -104,6 +124,25 @@
       live.textContent = "Daemon unreachable; retrying.";
     }
   }
+
+  async function older() {
+    if (oldestShown === null) return;
+    try {
+      const response = await fetch("/api/events?limit=10&before=" + oldestShown,
+                                   {cache: "no-store"});
+      const data = await response.json();
+      for (const e of data.events) historyBody.appendChild(eventRow(e));
+      if (data.events.length) oldestShown = data.events[data.events.length - 1].id;
+      if (data.next_before === null) {
+        historyState.textContent = "No older predictions kept.";
+        olderButton.disabled = true;
+      }
+    } catch (e) {
+      historyState.textContent = "Daemon unreachable.";
+    }
+  }
+
+  olderButton.addEventListener("click", older);
   poll();
   setInterval(poll, 1000);
 })();
