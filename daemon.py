@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_event_arguments(parser)
     _add_web_arguments(parser)
     _add_devicehive_arguments(parser)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    _add_store_and_log_arguments(parser)
     return parser
 
 
@@ -115,9 +115,6 @@ def _add_web_arguments(parser: argparse.ArgumentParser) -> None:
     web.add_argument("--no_auth", action="store_true",
                      help="serve a non-loopback --host without a password (anyone who can "
                           "reach the page can change the DeviceHive settings)")
-    _add_devicehive_arguments(parser)
-    _add_store_and_log_arguments(parser)
-    return parser
 
 
 def _add_store_and_log_arguments(parser: argparse.ArgumentParser) -> None:

@@ -268,3 +268,44 @@ def _with_source(event, source: str):
     from dataclasses import replace
 
     return replace(event, source=source)
+
+
+def test_lan_sign_in_and_history_across_a_real_daemon_restart(browser, tmp_path):
+    """daemon.py itself, twice over one ``--db``, bound to every address with a password
+    from the environment: signed in from this machine's LAN address, the events page of
+    the restarted daemon shows the first run's windows beneath its own, ids going on."""
+    import os
+
+    from tests.conftest import require_shared
+    from tests.test_daemon import Daemon
+
+    address = _lan_address()
+    password = "another LAN passphrase"
+    models = ["--backend", "yamnet", "--yamnet_model",
+              str(require_shared("models", "yamnet", "yamnet.tflite"))]
+    flags = ["--host", "0.0.0.0", "--allowed_host", address,
+             "--db", str(tmp_path / "state" / "events.db")]
+    env = {**os.environ, "AUDIO_ANALYSIS_WEB_PASSWORD": password}
+    rows_js = "rows => rows.map(r => +r.dataset.id)"
+    ids_of_run: list[list[int]] = []
+    newest = 0  # the second run waits for a window of its own above the first run's
+    for run in ("first", "second"):
+        (tmp_path / run).mkdir()
+        daemon = Daemon(tmp_path / run, models, *flags, base_env=env)
+        try:
+            page = browser.new_page()
+            _sign_in(page, f"http://{address}:{daemon.port}", password)
+            page.wait_for_function(
+                """newest => {
+                    const rows = document.querySelectorAll('#events-body tr[data-id]');
+                    return rows.length >= 4 && +rows[0].dataset.id > newest + 1;
+                }""", arg=newest, timeout=60_000)
+            ids_of_run.append(page.eval_on_selector_all("#events-body tr[data-id]", rows_js))
+            newest = max(ids_of_run[-1])
+            page.close()
+        finally:
+            assert daemon.stop() == 0
+    first, second = ids_of_run
+    assert second == sorted(second, reverse=True) and len(set(second)) == len(second)
+    assert min(second) <= max(first) < max(second)  # the first run's windows, then its own
+    assert set(range(min(second), max(first) + 1)) <= set(second) | set(first)
