@@ -454,3 +454,21 @@ def test_every_returned_append_survives_kill_9(tmp_path: Path, mode: str) -> Non
                 assert store.cursor("devicehive") >= advanced[-1]
             last = store.last_seq()
             assert last >= max(seq for seq, _ in returned)
+
+
+def test_sound_starts_are_counted_over_new_rows_only(db):
+    """The web page's running count of sound events: one query over the rows added since
+    the last count, start records only (updates and ends are the same events)."""
+    store = open_store(db)
+    try:
+        store.append(window(1))
+        for kind in ("start", "update", "end"):
+            store.append(sound(1, kind))
+        count, upto = store.count_sound_starts()
+        assert (count, upto) == (1, 4)
+        store.append(sound(2, "start"))
+        store.append(window(2))
+        assert store.count_sound_starts(upto) == (1, 6)
+        assert store.count_sound_starts(6) == (0, 6)
+    finally:
+        store.close()

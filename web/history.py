@@ -104,6 +104,9 @@ class StoreHistory:
         self.store = store
         self._interval = poll_interval
         self._last = store.last_seq()
+        self._count_lock = threading.Lock()
+        self._counted_to = 0
+        self._sounds_total = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="web-store-watcher",
                                         daemon=True)
@@ -162,7 +165,13 @@ class StoreHistory:
         return list(seen.values())
 
     def sounds_total(self) -> int | None:
-        return None  # the store keeps sound records by age: no running count to show
+        """Sound events started: those in the store when first asked, plus each one since
+        (each call counts only the rows added after the previous one; pruning does not
+        lower the figure)."""
+        with self._count_lock:
+            added, self._counted_to = self.store.count_sound_starts(self._counted_to)
+            self._sounds_total += added
+            return self._sounds_total
 
     def close(self) -> None:
         """Stop the watcher (the store itself belongs to the daemon, which closes it)."""

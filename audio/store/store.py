@@ -31,7 +31,7 @@ from audio.store.files import (
 )
 from audio.store.outbox import START_NOW, ConsumerStatus
 from audio.store.readers import ReaderPool
-from audio.store.records import KINDS, Item, Record, decode, encode
+from audio.store.records import KINDS, SOUND, Item, Record, decode, encode
 from audio.store.retention import Pruner, PruneResult, Retention, prune
 
 logger = logging.getLogger(__name__)
@@ -214,6 +214,17 @@ class Store:
         clause, params = _kinds_clause(kinds)
         return self._records(f"{_COLUMNS} WHERE seq > ?{clause} ORDER BY seq LIMIT ?",
                              [seq, *params, limit])
+
+    def count_sound_starts(self, after_seq: int = 0) -> tuple[int, int]:
+        """``(sound events started after after_seq, the newest seq counted up to)``: lets
+        a caller keep a running count of sound events with queries over new rows only."""
+        with self._reader() as conn, self._readers.snapshot(conn):
+            last = outbox.last_seq(conn)
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM records WHERE seq > ? AND seq <= ? AND kind = ? "
+                "AND json_extract(body, '$.kind') = 'start'", [after_seq, last, SOUND]
+            ).fetchone()
+        return int(count), last
 
     def last_seq(self) -> int:
         """The newest seq ever given (0 for a new store); the next append gets a larger one."""
