@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="configuration file (env AUDIO_ANALYSIS_CONFIG; default "
                           "$XDG_CONFIG_HOME/audio-analysis/config.json)")
     _add_devicehive_arguments(parser)
+    from audio.sinks.factory import add_home_arguments  # MQTT, Home Assistant, webhooks
+
+    add_home_arguments(parser)
     _add_store_and_log_arguments(parser)
     return parser
 
@@ -256,6 +259,17 @@ def _devicehive(args: argparse.Namespace, db: Any) -> tuple[Path, Any, Any]:
     return config_path, config, sink
 
 
+def _home_sinks(args: argparse.Namespace, db: Any, sink: Any) -> Any:
+    """The MQTT and webhook sinks (``audio.sinks.factory``); ``StartError`` in one line."""
+    from audio.sinks.factory import build_home_sinks
+
+    try:
+        return build_home_sinks(args, db)
+    except UsageError as error:
+        sink.close(timeout=0)
+        raise StartError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -285,6 +299,7 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
 
     try:
         config_path, config, sink = _devicehive(args, db)
+        home = _home_sinks(args, db, sink)
     except StartError as error:
         return _fail(str(error), error.code)
 
@@ -307,12 +322,13 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
 
     app = WebApp(store, config=config, config_path=config_path, on_config=on_config,
                  status_sources={"loop": loop_status, "capture": capture_status,
-                                 "devicehive": sink.status},
+                                 "devicehive": sink.status, **home.status_sources()},
                  allowed_hosts=allowed_hosts_for(args.host, args.allowed_host))
     try:
         server = WebServer((args.host, args.port), app)
     except OSError as error:
         sink.close(timeout=0)
+        home.close()
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
     if not is_loopback(args.host):
         logger.warning("listening on %s: the page is reachable from the network; it has no "
@@ -324,13 +340,14 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
           file=sys.stderr, flush=True)
 
     try:
-        return _run(args, settings, sources, state, store, sink, db)
+        return _run(args, settings, sources, state, store, sink, db, home)
     finally:
         server.stop()
+        home.close()  # done already when the loop ran (it closes its sinks)
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
-         state: dict[str, Any], store: Any, sink: Any, db: Any) -> int:
+         state: dict[str, Any], store: Any, sink: Any, db: Any, home: Any) -> int:
     from audio.blocks import DEFAULT_BLOCK_SECONDS
     from audio.downloads import MissingModelFilesError
     from audio.loop import ProcessingLoop
@@ -348,6 +365,7 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         return _fail(f"cannot load the models: {error}")
     try:
         events = _event_stream(settings, processor)
+        home.set_sounds([s.name for s in events.sounds] if events else [])
         block = DEFAULT_BLOCK_SECONDS if events is not None else None
         if sources:
             source: Any = FileStreamSource(sources, loop=not args.once,
@@ -363,8 +381,8 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         return _fail(str(error))
     log = LogSink(logger, predictions=not args.quiet)  # one line per prediction, as the original
     loop = ProcessingLoop(source, processor,
-                          [log, store, _FlushingSink(sink, FLUSH_SECONDS)], events=events,
-                          store=db)
+                          [log, store, _FlushingSink(sink, FLUSH_SECONDS), home],
+                          events=events, store=db, detection=home.detection)
     state["loop"] = loop
     state["phase"] = "running"
     try:
