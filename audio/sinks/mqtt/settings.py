@@ -58,7 +58,7 @@ class MqttSettings:
     predictions: bool = True
     keepalive: int = 30
     reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_max: float = 10.0
     connect_timeout: float = 3.0
 
     @property
