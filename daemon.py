@@ -15,6 +15,8 @@ and end goes to the web page (``/events/``, ``/api/sounds``) and to DeviceHive a
 leaves the loop within a second or so of the sound. The web interface listens on
 http://127.0.0.1:8000 by default: ``/`` configures DeviceHive (saved in the per-user config
 file, applied without a restart), ``/events/`` shows the last predictions live.
+``--mqtt_url`` publishes to an MQTT broker with Home Assistant discovery and ``--webhook``
+POSTs each sound event start and end (``audio.sinks.factory``; both from the outbox too).
 
 Without ``--source`` the microphone is checked first, before the web interface starts and
 the models load: with none usable the daemon exits at once, in one line naming

@@ -209,3 +209,29 @@ def test_levels_are_per_second_of_the_window():
     levels = second_levels(audio, 16000)
     assert len(levels) == 2 and levels[0] == pytest.approx(-20.0)
     assert levels[1] == pytest.approx(20 * np.log10(np.sqrt(0.25 * 8000 / 24000)))
+
+
+def test_the_settings_page_can_switch_the_broker_settings_at_run_time(mqtt_broker, store):
+    """What the web page will call: ``HomeSinks.reconfigure_mqtt`` (and the status)."""
+    from audio.sinks.factory import HomeSinks
+
+    sub = Subscriber(mqtt_broker, ("audio-analysis/+/availability",))
+    home = HomeSinks(store)
+    status = home.status_sources()["mqtt"]
+    assert status() == {"state": "disabled"}
+    home.set_sounds(["dog"])
+    home.reconfigure_mqtt(mqtt_settings(mqtt_broker.url, device_id="before"))
+    sub.wait_for(lambda m: [x.payload for x in m] == ["online"], WAIT, "before online")
+    home.reconfigure_mqtt(mqtt_settings(mqtt_broker.url.replace("//", "//u@"),
+                                        device_id="after", password="pw"))
+    sub.wait_for(lambda m: len(m) == 3, WAIT, "before offline, after online")
+    assert [(m.topic.split("/")[1], m.payload) for m in sub.messages] == [
+        ("before", "online"), ("before", "offline"), ("after", "online")]
+    shown = status()
+    assert shown["device_id"] == "after" and shown["password_set"] and "pw" not in str(shown)
+    assert shown["sounds"] == ["dog"]
+    home.reconfigure_mqtt(None)
+    assert status() == {"state": "disabled"}
+    assert "mqtt" not in {c.name for c in store.consumers()}
+    home.close()
+    sub.close()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -65,25 +66,74 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 class HomeSinks:
-    """The MQTT sink and the webhooks as one loop sink (see the module docstring)."""
+    """The MQTT sink and the webhooks as one loop sink (see the module docstring).
 
-    def __init__(self, sinks: Iterable[Any], detection: DetectionSwitch,
-                 sources: dict[str, Callable[[], Any]]) -> None:
-        self.sinks = list(sinks)
-        self.detection = detection
-        self._sources = sources
+    ``reconfigure_mqtt`` / ``reconfigure_webhooks`` (the settings page, from any thread)
+    replace a sink by one built on the new settings, or remove it (None); the loop keeps
+    handing this group its windows and records. A replaced sink keeps its outbox cursor
+    (same consumer name: nothing committed is skipped or sent twice); a removed one drops
+    its consumer, so that it holds back no pruning, and starts from then when it comes back.
+    """
+
+    def __init__(self, store: Any, *, model: str = "sound classifier") -> None:
+        self.store = store
+        self.model = model
+        self.detection = DetectionSwitch()
+        self.mqtt: Any = None
+        self.webhooks: Any = None
+        self._sounds: list[str] | None = None
+        self._lock = threading.Lock()
         self._closed = False
 
+    @property
+    def sinks(self) -> list[Any]:
+        return [s for s in (self.mqtt, self.webhooks) if s is not None]
+
     def status_sources(self) -> dict[str, Callable[[], Any]]:
-        """``{name: status()}`` for ``/api/status`` (``mqtt``, ``webhooks``: present only
-        when configured)."""
-        return dict(self._sources)
+        """``{name: status()}`` for ``/api/status``: ``mqtt`` and ``webhooks`` (each
+        ``{"state": "disabled"}`` when not configured)."""
+        return {"mqtt": lambda: self._status(self.mqtt),
+                "webhooks": lambda: self._status(self.webhooks)}
+
+    @staticmethod
+    def _status(sink: Any) -> dict[str, Any]:
+        return {"state": "disabled"} if sink is None else sink.status()
+
+    def reconfigure_mqtt(self, settings: Any) -> None:
+        """New ``MqttSettings`` (or None: off). The old client says ``offline`` and goes."""
+        from audio.sinks.mqtt import CONSUMER, MqttSink
+
+        with self._lock:  # the old client goes first: the new one has the same client id
+            old, self.mqtt = self.mqtt, None
+            if old is not None:
+                old.close(timeout=0)
+            if settings is None:
+                if old is not None:
+                    self.store.remove_consumer(CONSUMER)
+                return
+            self.mqtt = MqttSink(settings, store=self.store, detection=self.detection,
+                                 sounds=self._sounds, model=self.model)
+
+    def reconfigure_webhooks(self, settings: Any) -> None:
+        """New ``WebhookSettings`` (or None: off); URLs no longer listed lose their
+        consumer."""
+        from audio.sinks.webhook import WebhookSink, consumer_name
+
+        with self._lock:
+            old, self.webhooks = self.webhooks, None
+            if old is not None:
+                old.close(timeout=0)
+                kept = set(settings.urls) if settings is not None else set()
+                for url in set(old.settings.urls) - kept:
+                    self.store.remove_consumer(consumer_name(url))
+            if settings is not None:
+                self.webhooks = WebhookSink(settings, store=self.store)
 
     def set_sounds(self, names: Iterable[str]) -> None:
-        names = list(names)
-        for sink in self.sinks:
-            if hasattr(sink, "set_sounds"):
-                sink.set_sounds(names)
+        """The listened sounds (known once the models are loaded)."""
+        self._sounds = list(names)
+        if self.mqtt is not None:
+            self.mqtt.set_sounds(self._sounds)
 
     def handle(self, event: Event) -> None:
         for sink in self.sinks:
@@ -110,11 +160,11 @@ class HomeSinks:
                 logger.exception("closing %s failed", type(sink).__name__)
 
 
-def build_home_sinks(args: argparse.Namespace, store: Any) -> HomeSinks:
-    """The sinks the flags ask for (none: an empty group). Raises ``UsageError``
-    subclasses (``MqttConfigError``, ``WebhookConfigError``) in one line."""
-    from audio.sinks.mqtt import MqttSink, default_device_id, mqtt_settings
-    from audio.sinks.webhook import WebhookSink, webhook_settings
+def settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(``MqttSettings`` or None, ``WebhookSettings`` or None) from the flags and the
+    environment; raises ``MqttConfigError``/``WebhookConfigError`` in one line."""
+    from audio.sinks.mqtt import default_device_id, mqtt_settings
+    from audio.sinks.webhook import webhook_settings
 
     device_id = args.mqtt_device_id or default_device_id()
     mqtt = mqtt_settings(
@@ -125,16 +175,18 @@ def build_home_sinks(args: argparse.Namespace, store: Any) -> HomeSinks:
     hooks = webhook_settings(args.webhook, args.webhook_secret
                              or env_value(WEBHOOK_SECRET_ENV), device_id) \
         if args.webhook else None
-    detection = DetectionSwitch()
-    sinks: list[Any] = []
-    sources: dict[str, Callable[[], Any]] = {}
+    return mqtt, hooks
+
+
+def build_home_sinks(args: argparse.Namespace, store: Any) -> HomeSinks:
+    """The sinks the flags ask for (none: an empty group). Raises ``UsageError``
+    subclasses (``MqttConfigError``, ``WebhookConfigError``) in one line, before any
+    connection is attempted."""
+    mqtt, hooks = settings_from_args(args)
+    home = HomeSinks(store, model=f"{getattr(args, 'backend', None) or 'vggish'} sound "
+                                  f"classifier")
     if mqtt is not None:
-        model = f"{getattr(args, 'backend', None) or 'vggish'} sound classifier"
-        mqtt_sink = MqttSink(mqtt, store=store, detection=detection, model=model)
-        sinks.append(mqtt_sink)
-        sources["mqtt"] = mqtt_sink.status
+        home.reconfigure_mqtt(mqtt)
     if hooks is not None:
-        webhooks = WebhookSink(hooks, store=store)
-        sinks.append(webhooks)
-        sources["webhooks"] = webhooks.status
-    return HomeSinks(sinks, detection, sources)
+        home.reconfigure_webhooks(hooks)
+    return home
