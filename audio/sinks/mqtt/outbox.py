@@ -77,9 +77,9 @@ class Outbox:
     def in_flight(self) -> int:
         return sum(len(f.handles) for f in self.flights)
 
-    def rows(self, room: int) -> list[Record]:
-        """The next rows to publish (at most ``room``), oldest first."""
-        return self.store.since(self.read, min(READ_BATCH, max(1, room))) if room > 0 else []
+    def rows(self) -> list[Record]:
+        """The next rows to publish, oldest first."""
+        return self.store.since(self.read, READ_BATCH)
 
     def launched(self, seq: int, handles: list[Any], generation: int) -> None:
         self.read = seq

@@ -56,7 +56,7 @@ logger = logging.getLogger("audio.mqtt")
 LEVEL_SECONDS = 1.0
 IDLE_WAIT = 0.25
 """The sender's longest sleep: acknowledgements and level ticks are checked this often."""
-STOP_JOIN = 1.0
+STOP_JOIN = 0.5
 """How long a stop waits for paho's thread (a daemon thread: it cannot delay the exit)."""
 
 
@@ -164,6 +164,7 @@ class MqttSink:
             self._connected = True
             self._generation += 1
             self._todo |= {"discovery", "states"}
+            self._states.clear()  # "states" publishes every current one
             self.state, self.last_error, self.connected_since = "connected", None, time.time()
             self._cond.notify_all()
 
@@ -304,10 +305,7 @@ class MqttSink:
         return out
 
     def _outbox_drained(self) -> bool:
-        with self._cond:
-            flying = bool(self._outbox.flights)
-        return not flying and self._outbox.store.cursor(self._outbox.name) \
-            >= self._outbox.store.last_seq()
+        return self._outbox.drained()
 
     # ---- the sender thread -------------------------------------------------------------
     def _set(self, **fields: Any) -> None:
@@ -341,8 +339,8 @@ class MqttSink:
 
     def _step(self) -> None:
         with self._cond:
-            if not (self._todo or self._states or self._live or self._new_rows
-                    or self._level_due()):
+            if not self._connected or not (self._todo or self._states or self._live
+                                           or self._new_rows or self._level_due()):
                 self._cond.wait(IDLE_WAIT)
             if not self._connected:
                 return
@@ -415,16 +413,20 @@ class MqttSink:
             logger.info("MQTT: %d event row(s) unacknowledged at the disconnect sent again",
                         resent)
         outbox.settle(_acked)
-        room = MAX_IN_FLIGHT - outbox.in_flight()
         with self._cond:
             listened = set(self._sounds)
-        for record in outbox.rows(room):
-            messages = row_messages(record, self.topics, listened)
-            if len(messages) > room:
-                break
-            handles = [self._publish(m) for m in messages]
-            outbox.launched(record.seq, handles, generation)
-            room -= len(messages)
+        room = MAX_IN_FLIGHT - outbox.in_flight()
+        while room > 0:
+            rows = outbox.rows()
+            for record in rows:
+                messages = row_messages(record, self.topics, listened)
+                if len(messages) > room:
+                    return
+                outbox.launched(record.seq, [self._publish(m) for m in messages], generation)
+                room -= len(messages)
+            if not rows:
+                return
+            outbox.settle(_acked)  # rows without messages (windows) are passed at once
 
     def _publish(self, message: Message) -> mqtt.MQTTMessageInfo:
         info = self._client.publish(message.topic, message.payload, qos=message.qos,
