@@ -15,6 +15,8 @@ and end goes to the web page (``/events/``, ``/api/sounds``) and to DeviceHive a
 leaves the loop within a second or so of the sound. The web interface listens on
 http://127.0.0.1:8000 by default: ``/`` configures DeviceHive (saved in the per-user config
 file, applied without a restart), ``/events/`` shows the last predictions live.
+``--mqtt_url`` publishes to an MQTT broker with Home Assistant discovery and ``--webhook``
+POSTs each sound event start and end (``audio.sinks.factory``; both from the outbox too).
 
 Without ``--source`` the microphone is checked first, before the web interface starts and
 the models load: with none usable the daemon exits at once, in one line naming
@@ -88,6 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_event_arguments(parser)
     _add_web_arguments(parser)
     _add_devicehive_arguments(parser)
+    from audio.sinks.factory import add_home_arguments  # MQTT, Home Assistant, webhooks
+
+    add_home_arguments(parser)
     _add_store_and_log_arguments(parser)
     return parser
 
@@ -270,6 +275,17 @@ def _devicehive(args: argparse.Namespace, db: Any) -> tuple[Path, Any, Any]:
     return config_path, config, sink
 
 
+def _home_sinks(args: argparse.Namespace, db: Any, sink: Any) -> Any:
+    """The MQTT and webhook sinks (``audio.sinks.factory``); ``StartError`` in one line."""
+    from audio.sinks.factory import build_home_sinks
+
+    try:
+        return build_home_sinks(args, db)
+    except UsageError as error:
+        sink.close(timeout=0)
+        raise StartError(str(error)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -299,6 +315,7 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
     try:
         auth = web_auth(args)
         config_path, config, sink = _devicehive(args, db)
+        home = _home_sinks(args, db, sink)
     except (StartError, WebStartError) as error:
         return _fail(str(error), getattr(error, "code", EXIT_USAGE))
 
@@ -320,24 +337,26 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
 
     app = WebApp(db, config=config, config_path=config_path, on_config=on_config,
                  status_sources={"loop": loop_status, "capture": capture_status,
-                                 "devicehive": sink.status},
+                                 "devicehive": sink.status, **home.status_sources()},
                  allowed_hosts=allowed_hosts_for(args.host, args.allowed_host), auth=auth)
     try:
         server = WebServer((args.host, args.port), app)
     except OSError as error:
         sink.close(timeout=0)
+        home.close()
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
     server.start()
     announce(args, server.server_address, config_path)
 
     try:
-        return _run(args, settings, sources, state, sink, db)
+        return _run(args, settings, sources, state, sink, db, home)
     finally:
         server.stop()
+        home.close()  # done already when the loop ran (it closes its sinks)
 
 
 def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
-         state: dict[str, Any], sink: Any, db: Any) -> int:
+         state: dict[str, Any], sink: Any, db: Any, home: Any) -> int:
     from audio.blocks import DEFAULT_BLOCK_SECONDS
     from audio.downloads import MissingModelFilesError
     from audio.loop import ProcessingLoop
@@ -355,6 +374,7 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         return _fail(f"cannot load the models: {error}")
     try:
         events = _event_stream(settings, processor)
+        home.set_sounds([s.name for s in events.sounds] if events else [])
         block = DEFAULT_BLOCK_SECONDS if events is not None else None
         if sources:
             source: Any = FileStreamSource(sources, loop=not args.once,
@@ -370,8 +390,8 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         return _fail(str(error))
     log = LogSink(logger, predictions=not args.quiet)  # one line per prediction, as the original
     loop = ProcessingLoop(source, processor,
-                          [log, _FlushingSink(sink, FLUSH_SECONDS)], events=events,
-                          store=db)
+                          [log, _FlushingSink(sink, FLUSH_SECONDS), home],
+                          events=events, store=db, detection=home.detection)
     state["loop"] = loop
     state["phase"] = "running"
     try:

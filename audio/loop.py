@@ -31,6 +31,12 @@ windows classified are the ones the source would have handed over whole. At the 
 the stream the event stream is closed and its last ``end`` records are delivered before
 the sinks are closed.
 
+Pausing detection. With ``detection`` (an ``audio.control.DetectionSwitch``, set by the
+MQTT sink's ``detect/set`` or the web page), nothing is pushed into the event stream while
+the switch is off: the first piece after it went off closes the stream (the active events
+end there, their ``end`` records delivered as usual) and no event starts until it is on
+again, when a new segment begins with the next piece. Windows are still classified.
+
 The event store. With ``store`` (an ``audio.store.Store``: the daemon's), every window and
 every sound event record is committed to the store before any sink sees it, and its id is
 the store's seq, monotonic across restarts (``audio.commit`` says how windows' and sound
@@ -57,6 +63,7 @@ import numpy as np
 
 from audio.blocks import AudioWindow, WindowAssembler
 from audio.commit import Committer
+from audio.control import DetectionSwitch
 from audio.events import Event, Prediction, Sink, SoundEvent
 from audio.settings import DEFAULT_MAX_TIME
 from audio.store import Store, StoreError
@@ -121,14 +128,19 @@ class ProcessingLoop:
       events: follow sound events in the audio (``audio.eventstream.EventStream``).
       store: commit every window and record here before the sinks see it (the ids are
         then the store's; see the module's docstring). Not closed by the loop.
+      detection: follow sound events only while this switch is on (module docstring).
     """
 
     def __init__(self, source: Source, processor: Processor, sinks: Sequence[Sink] = (),
                  queue_size: int = DEFAULT_QUEUE_SIZE, events: SoundEvents | None = None,
-                 store: Store | None = None) -> None:
+                 store: Store | None = None, detection: DetectionSwitch | None = None
+                 ) -> None:
         self.source = source
         self.processor = processor
         self.events = events
+        self.detection = detection
+        self._paused = False
+        """The loop thread's view: the event stream was closed because detection is off."""
         self._commit = Committer(store)
         self._sinks: list[Sink] = list(sinks)
         block = getattr(source, "block_seconds", None)
@@ -220,6 +232,7 @@ class ProcessingLoop:
                 "source": self.source.name,
                 "running": self.running,
                 "events": self.events is not None,
+                "detecting": self.events is not None and not self._paused,
                 "store": self._commit.store is not None,
                 "started_at": self._started_at,
                 "queue_size": self._queue.qsize(),
@@ -291,7 +304,12 @@ class ProcessingLoop:
     def _process(self, piece: AudioWindow) -> None:
         """A window, or a block: events first (at once), then the windows it completes."""
         if self.events is not None:
-            self._follow(self.events, piece)
+            if self.detection is None or self.detection.on:
+                self._paused = False
+                self._follow(self.events, piece)
+            elif not self._paused:
+                self._paused = True
+                self._deliver_sounds(self._closed_events(self.events))
         windows = self._assembler.add(piece)
         if self._blocks:
             self._count("windows_received", len(windows))
@@ -309,6 +327,15 @@ class ProcessingLoop:
             logger.exception("finishing the stream failed")
             self._count("errors")
         self._count("windows_dropped", self._assembler.cut_dropped)
+
+    def _closed_events(self, events: SoundEvents) -> list[SoundEvent]:
+        """Detection paused: the active events end where they were last heard."""
+        try:
+            return events.close()
+        except Exception:
+            logger.exception("ending the sound events when detection was paused failed")
+            self._count("errors")
+            return []
 
     def _follow(self, events: SoundEvents, piece: AudioWindow) -> None:
         try:

@@ -5,7 +5,8 @@
 #   scripts/setup.sh --with-test-tools   also the programs the tests drive for real
 #
 # System packages (portaudio headers for PyAudio; for the tests also PulseAudio,
-# espeak-ng and Chromium) are installed with apt-get when missing and we are root;
+# espeak-ng, Chromium and the mosquitto MQTT broker) are installed with apt-get when
+# missing and we are root;
 # otherwise the missing ones are named and the script stops.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,7 +14,7 @@ cd "$here"
 
 PYTHON="${PYTHON:-python3}"
 runtime_pkgs=(portaudio19-dev)
-test_pkgs=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng chromium)
+test_pkgs=(pulseaudio pulseaudio-utils libasound2-plugins espeak-ng chromium mosquitto mosquitto-clients)
 want=("${runtime_pkgs[@]}")
 if [ "${1:-}" = "--with-test-tools" ]; then want+=("${test_pkgs[@]}"); fi
 

@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.fixtures_frontend",
     "tests.fixtures_audio",
     "tests.fixtures_edge",
+    "tests.fixtures_mqtt",
 ]
 
 

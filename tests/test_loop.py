@@ -521,3 +521,48 @@ def test_yamnet_events_through_the_loop_equal_the_files(tmp_path, yamnet_process
         [(e.sound, e.start, e.end) for e in expected]
     assert ends[0].start == pytest.approx(4.0, abs=0.48)
     assert ends[0].start_time is not None  # live-style records carry wall-clock times
+
+
+def test_pausing_detection_ends_the_active_events_and_starts_none(tmp_path,
+                                                                   yamnet_processor):
+    """The detection switch (``detect/set OFF`` over MQTT) really pauses: turned off by
+    the dog's start record, the next block ends the dog's event, and the siren, heard
+    while it is off, starts nothing; windows are still classified. On again, events
+    start again."""
+    from audio.control import DetectionSwitch
+    from audio.eventstream import EventStream
+    from audio.settings import Settings
+    from audio.sounds import configured_sounds
+
+    silence = np.zeros(4 * RATE, np.float32)
+    audio = np.concatenate([silence, _clip("dogbark"), silence, silence[:2 * RATE],
+                            _clip("siren"), silence])
+    path = write_wav(tmp_path / "assembled.wav", audio, RATE)
+    sounds = configured_sounds(Settings(listen="dog,siren"), yamnet_processor.labels)
+    switch = DetectionSwitch()
+    records: list[SoundEvent] = []
+    windows: list[Event] = []
+
+    def on_record(record: SoundEvent) -> None:
+        records.append(record)
+        if record.kind == "start":
+            switch.set(False, by="test")
+
+    def run() -> dict:
+        loop = ProcessingLoop(FileStreamSource([path], window_seconds=5.0,
+                                               block_seconds=0.1),
+                              yamnet_processor, [CallbackSink(windows.append, on_record)],
+                              events=EventStream(yamnet_processor.backend, sounds),
+                              detection=switch)
+        loop.run()
+        return loop.stats()
+
+    stats = run()
+    assert [(r.kind, r.sound) for r in records] == [("start", "dog"), ("end", "dog")]
+    assert records[1].end - records[0].start < 1.5  # ended at once, not at 8.2 s
+    assert stats["detecting"] is False and stats["sound_events_started"] == 1
+    assert len(windows) >= 4  # the whole file was still classified
+    records.clear()
+    switch.set(True)
+    run()  # on again: the dog starts (and pauses it again)
+    assert [(r.kind, r.sound) for r in records] == [("start", "dog"), ("end", "dog")]
