@@ -13,8 +13,9 @@ an outage, and a restart resumes where delivery stopped. With ``--events`` or
 and end goes to the web page (``/events/``, ``/api/sounds``) and to DeviceHive as a
 ``soundEvent`` notification, the source handing the loop 0.1 s blocks so that a start
 leaves the loop within a second or so of the sound. The web interface listens on
-http://127.0.0.1:8000 by default: ``/`` configures DeviceHive (saved in the per-user config
-file, applied without a restart), ``/events/`` shows the last predictions live.
+http://127.0.0.1:8000 by default: ``/`` configures DeviceHive, MQTT and webhooks and
+switches detection (saved in the per-user config file, applied without a restart; flags
+override it for the run), ``/events/`` shows the last predictions live.
 ``--mqtt_url`` publishes to an MQTT broker with Home Assistant discovery and ``--webhook``
 POSTs each sound event start and end (``audio.sinks.factory``; both from the outbox too).
 
@@ -242,50 +243,6 @@ def _open_store(args: argparse.Namespace) -> Any:
         raise StartError(str(error)) from None
 
 
-def _devicehive(args: argparse.Namespace, db: Any) -> tuple[Path, Any, Any]:
-    """The configuration file, the configuration with this run's flags, and the sink."""
-    from audio.sinks.devicehive import DeviceHiveConfigError, DeviceHiveSink
-    from web.config import ConfigError, default_config_path, environment_tokens, load_config
-
-    config_path = Path(args.config).expanduser() if args.config else default_config_path()
-    try:
-        stored = load_config(config_path)
-    except ConfigError as error:
-        raise StartError(str(error)) from None
-    tokens = environment_tokens()  # flags > environment > the file
-    overrides = {"server_url": args.dh_url,
-                 "refresh_token": args.dh_refresh_token or tokens["refresh_token"],
-                 "access_token": args.dh_access_token or tokens["access_token"],
-                 "device_id": args.dh_device_id,
-                 "login": args.dh_login, "password": args.dh_password,
-                 "notification_name": args.dh_notification,
-                 "legacy_format": True if args.dh_legacy_format else None}
-    config = stored.merged(overrides)
-    config_error = None
-    try:
-        dh_settings = config.devicehive_settings()
-    except DeviceHiveConfigError as error:
-        if any(v for k, v in overrides.items() if k != "legacy_format"):
-            raise StartError(str(error)) from None  # the flags of this run are wrong
-        config_error = f"saved configuration unusable: {error}"
-        dh_settings = None
-    sink = DeviceHiveSink(dh_settings, queue_size=args.dh_queue_size, store=db)
-    if config_error:
-        sink.report_error(config_error)
-    return config_path, config, sink
-
-
-def _home_sinks(args: argparse.Namespace, db: Any, sink: Any) -> Any:
-    """The MQTT and webhook sinks (``audio.sinks.factory``); ``StartError`` in one line."""
-    from audio.sinks.factory import build_home_sinks
-
-    try:
-        return build_home_sinks(args, db)
-    except UsageError as error:
-        sink.close(timeout=0)
-        raise StartError(str(error)) from None
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -309,15 +266,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db: Any) -> int:
     """Start the web interface and run the loop until stopped (the store is open)."""
-    from web.launch import WebStartError, announce, web_auth
+    from web.launch import WebStartError, announce, configure, web_auth
     from web.server import WebApp, WebServer, allowed_hosts_for
 
     try:
         auth = web_auth(args)
-        config_path, config, sink = _devicehive(args, db)
-        home = _home_sinks(args, db, sink)
-    except (StartError, WebStartError) as error:
-        return _fail(str(error), getattr(error, "code", EXIT_USAGE))
+        configured = configure(args, db)  # the configuration file, env, flags; the sinks
+    except WebStartError as error:
+        return _fail(str(error))
+    sink, home = configured.devicehive, configured.home
 
     state: dict[str, Any] = {"loop": None, "phase": "loading models"}
 
@@ -335,7 +292,7 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
                     "looping": not args.once, "realtime": not args.no_realtime}
         return {"kind": "microphone", "device": args.device}
 
-    app = WebApp(db, config=config, config_path=config_path, on_config=on_config,
+    app = WebApp(db, on_config=on_config, **configured.web_options(),
                  status_sources={"loop": loop_status, "capture": capture_status,
                                  "devicehive": sink.status, **home.status_sources()},
                  allowed_hosts=allowed_hosts_for(args.host, args.allowed_host), auth=auth)
@@ -346,7 +303,7 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
         home.close()
         return _fail(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}")
     server.start()
-    announce(args, server.server_address, config_path)
+    announce(args, server.server_address, configured.path)
 
     try:
         return _run(args, settings, sources, state, sink, db, home)

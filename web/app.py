@@ -4,8 +4,13 @@ sign-in.
 The request handlers (``web.routes``) read and change the daemon only through a
 ``WebApp``; it renders the pages (Jinja2, autoescaping on: every value is escaped unless a
 template says otherwise, and none does), answers the status, and validates, saves and
-applies a new DeviceHive configuration. History comes from the daemon's durable event
-store when one is given (``audio.store.Store``), else from the in-memory ``EventStore``.
+applies a new DeviceHive configuration, new MQTT and webhook settings (``web.home``) and
+the detection switch. History comes from the daemon's durable event store when one is
+given (``audio.store.Store``), else from the in-memory ``EventStore``.
+
+Saving writes the configuration this run uses, except the secrets that came from the
+environment (``from_env``): for those the file keeps what it had (``stored``) until the
+page types or clears them (``web.config``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from audio.store import Store
 from web.auth import Auth
 from web.config import ConfigError, DaemonConfig, save_config
 from web.history import History, history_for
+from web.home import home_form, reconfigure
 from web.security import LOOPBACK_HOSTS
 from web.store import EventStore
 
@@ -49,7 +56,12 @@ class WebApp:
 
     ``store``: the daemon's ``audio.store.Store`` (history across restarts) or an
     in-memory ``EventStore``; ``auth``: None on a loopback bind (or with ``--no_auth``),
-    else what a non-loopback bind checks (``web.auth``).
+    else what a non-loopback bind checks (``web.auth``). ``config`` is what this run uses
+    (the file, the environment, the flags); ``stored`` what the file holds (default:
+    ``config``) and ``from_env`` the fields whose value came from the environment.
+    ``home``: the daemon's ``audio.sinks.factory.HomeSinks`` (MQTT, webhooks, detection
+    switch), None without; ``home_errors``: why a saved setting could not be used at the
+    start (``{"mqtt": message}``), shown in the status until the page saves new settings.
     """
 
     def __init__(self, store: EventStore | Store | History, *, config: DaemonConfig,
@@ -57,10 +69,16 @@ class WebApp:
                  on_config: Callable[[DaemonConfig], None] | None = None,
                  status_sources: Mapping[str, Callable[[], Any]] | None = None,
                  allowed_hosts: set[str] | frozenset[str] = LOOPBACK_HOSTS,
-                 auth: Auth | None = None) -> None:
+                 auth: Auth | None = None, home: Any = None,
+                 stored: DaemonConfig | None = None, from_env: Iterable[str] = (),
+                 home_errors: Mapping[str, str] | None = None) -> None:
         self.store = store
         self.history = history_for(store)
         self.config = config
+        self.stored = stored if stored is not None else config
+        self.from_env = set(from_env)
+        self.home = home
+        self.home_errors = dict(home_errors or {})
         self.config_path = config_path
         self.on_config = on_config
         self.auth = auth
@@ -74,6 +92,7 @@ class WebApp:
         self.server_errors = 0
         self.streams = 0
         self._lock = threading.Lock()
+        self._config_lock = threading.Lock()
         self._cache: OrderedDict[tuple[int, ...], bytes] = OrderedDict()
         self._jinja = Environment(loader=FileSystemLoader(WEB_DIR / "templates"),
                                   autoescape=select_autoescape(default=True,
@@ -103,6 +122,11 @@ class WebApp:
                 out[name] = {"error": type(error).__name__}
         out.setdefault("devicehive", {"state": "disabled", "sent": 0, "queued": 0,
                                       "dropped": 0, "last_error": None})
+        for name, message in self.home_errors.items():
+            if isinstance(out.get(name), dict) and out[name].get("state") == "disabled":
+                out[name]["last_error"] = message
+        if self.home is not None:
+            out["detection"] = {"on": self.home.detection.on}
         return out
 
     def legacy_status(self) -> dict[str, str]:
@@ -132,24 +156,34 @@ class WebApp:
                 self._cache.popitem(last=False)
         return body
 
+    def apply(self, kind: str, form: Mapping[str, str]) -> DaemonConfig:
+        """One form at a time (``devicehive``, ``legacy``, ``home``): each reads the
+        configuration, changes it and saves it."""
+        appliers = {"devicehive": self.apply_config, "legacy": self.apply_legacy_form,
+                    "home": self.apply_home}
+        with self._config_lock:
+            return appliers[kind](form)
+
     def apply_config(self, form: Mapping[str, str]) -> DaemonConfig:
         """Validate the form, save it, reconnect. Raises ValueError with a user message."""
         current = self.config
-        values = {name: form.get(name, "").strip() for name in ("server_url", "device_id")}
+        values: dict[str, Any] = {name: form.get(name, "").strip()
+                                  for name in ("server_url", "device_id")}
         if is_redacted_of(values["server_url"], current.server_url):
             values["server_url"] = current.server_url  # the form showed it redacted
         elif "***" in values["server_url"]:
             raise ValueError("the server URL has *** where credentials were hidden: "
                              "type the whole URL again")
+        touched = set()
         for secret in ("refresh_token", "access_token"):
             new = form.get(secret, "").strip()
-            if form.get(f"clear_{secret}"):
-                values[secret] = ""
-            else:  # an empty secret field means "keep": the page never shows the value
-                values[secret] = new or getattr(current, secret)
+            if form.get(f"clear_{secret}") or new:
+                values[secret] = new if new and not form.get(f"clear_{secret}") else ""
+                touched.add(secret)
+            # else: an empty secret field means "keep": the page never shows the value
         if any(len(v) > 4096 for v in values.values()):
             raise ValueError("a value is too long")
-        config = DaemonConfig(**{**current.as_json(), **values})
+        config = replace(current, **values)
         if config.server_url:
             try:
                 config.devicehive_settings()
@@ -157,17 +191,45 @@ class WebApp:
                 raise ValueError(str(error)) from None
         elif config.device_id and not _device_id_ok(config.device_id):
             raise ValueError("device id must be letters, digits and dashes")
-        if self.config_path is not None:
-            try:
-                save_config(self.config_path, config)
-            except ConfigError as error:
-                raise ValueError(str(error)) from None
-        self.config = config
+        self._commit(config, touched)
         if self.on_config is not None:
             self.on_config(config)
         logger.info("configuration saved; DeviceHive %s",
                     "reconnecting" if config.server_url else "disabled")
         return config
+
+    def apply_home(self, form: Mapping[str, str]) -> DaemonConfig:
+        """The MQTT and webhook form: validate (``web.home.HomeFormError``, a ValueError
+        with one message per bad field), save, hand the sinks what changed."""
+        values, touched = home_form(form, self.config)
+        config = replace(self.config, **values)
+        self._commit(config, touched)
+        if self.home is not None:
+            reconfigure(self.home, config)
+        self.home_errors.clear()
+        logger.info("MQTT and webhook settings saved; MQTT %s, %d webhook URL(s)",
+                    "on" if config.mqtt_url else "off", len(config.webhook_urls))
+        return config
+
+    def set_detection(self, on: bool) -> bool:
+        """The page's switch (the same one MQTT's ``detect/set`` turns)."""
+        if self.home is None:
+            raise ValueError("no detection switch in this process")
+        self.home.detection.set(on, by="web page")
+        return self.home.detection.on
+
+    def _commit(self, config: DaemonConfig, touched: set[str]) -> None:
+        """Save ``config`` (but the secrets still from the environment: the file keeps its
+        own for them), then make it this run's. Raises ValueError when it cannot be saved."""
+        self.from_env -= touched
+        saved = replace(config, **{name: getattr(self.stored, name) for name in self.from_env})
+        if self.config_path is not None:
+            try:
+                save_config(self.config_path, saved)
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
+        self.stored = saved
+        self.config = config
 
     def apply_legacy_form(self, form: Mapping[str, str]) -> DaemonConfig:
         """The original's form (``url``, ``token``, ``device_id``; an empty token keeps

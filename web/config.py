@@ -1,4 +1,5 @@
-"""The daemon's persisted DeviceHive configuration (what the ``/`` page edits).
+"""The daemon's persisted configuration (what the ``/`` page edits): DeviceHive, MQTT and
+Home Assistant, webhooks.
 
 Stored as JSON in a per-user directory, ``$XDG_CONFIG_HOME/audio-analysis/config.json``
 (``~/.config/...`` when unset); ``--config`` or ``AUDIO_ANALYSIS_CONFIG`` pick another file.
@@ -6,6 +7,15 @@ The file holds tokens, so it is written atomically (temporary file in the same d
 fsync, rename) with mode 0600 in a 0700 directory, and it is re-read on every start.
 Tokens may also come from the environment (``environment_tokens``), which, unlike flags,
 ``ps`` does not show. A server URL is only ever shown redacted (``public``).
+
+Which secrets reach the file: those typed on the page, those given by flag (a page save
+writes the configuration this run uses, flags included), and those already in the file;
+never one that came from the environment (``AUDIO_ANALYSIS_DH_REFRESH_TOKEN``,
+``AUDIO_ANALYSIS_DH_ACCESS_TOKEN``, ``AUDIO_ANALYSIS_MQTT_PASSWORD``,
+``AUDIO_ANALYSIS_WEBHOOK_SECRET``): whoever keeps a secret in the environment (a service
+manager's credential store) does not want a copy on disk. A page save keeps the file's
+own value for such a field (``web.app.WebApp`` knows which fields came from there), unless
+the page typed or cleared it.
 
 On the first start, when no configuration file exists yet, the original daemon's
 ``dh_config.json`` (``{"url", "token", "device_id"}``, the token a refresh token), from the
@@ -23,9 +33,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from audio.errors import UsageError
 from audio.sinks.devicehive import DeviceHiveSettings, redact_url
+from audio.sinks.webhook import redact as redact_webhook
 from vggish.environment import (
     CONFIG_ENV,
     DH_ACCESS_TOKEN_ENV,
@@ -36,7 +48,10 @@ from vggish.environment import (
 
 logger = logging.getLogger(__name__)
 
-SECRET_FIELDS = ("refresh_token", "access_token", "password", "web_password_hash")
+SECRET_FIELDS = ("refresh_token", "access_token", "password", "web_password_hash",
+                 "mqtt_password", "webhook_secret")
+BOOL_FIELDS = frozenset({"legacy_format", "ha_discovery", "mqtt_predictions"})
+LIST_FIELDS = frozenset({"webhook_urls"})
 LEGACY_CONFIG_NAME = "dh_config.json"
 """The original daemon's configuration file, in its working directory."""
 MAX_CONFIG_BYTES = 64 * 1024
@@ -56,7 +71,9 @@ def default_config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 @dataclass(frozen=True)
 class DaemonConfig:
-    """DeviceHive connection settings; secrets never appear in ``repr`` or ``public()``."""
+    """DeviceHive connection settings, then MQTT and webhooks (``web.home`` turns them into
+    the sinks' settings; an empty prefix or device id means the sink's default); secrets
+    never appear in ``repr`` or ``public()``."""
 
     server_url: str = field(default="", repr=False)  # may hold credentials too
     device_id: str = ""
@@ -67,6 +84,16 @@ class DaemonConfig:
     notification_name: str = ""
     legacy_format: bool = False
     web_password_hash: str = field(default="", repr=False)  # daemon.py --set_password
+    mqtt_url: str = ""  # mqtt[s]://[user@]host[:port]; its password is kept apart
+    mqtt_password: str = field(default="", repr=False)
+    mqtt_ca: str = ""
+    mqtt_prefix: str = ""
+    mqtt_device_id: str = ""
+    ha_discovery: bool = True
+    ha_discovery_prefix: str = ""
+    mqtt_predictions: bool = True
+    webhook_urls: tuple[str, ...] = field(default=(), repr=False)  # may hold credentials
+    webhook_secret: str = field(default="", repr=False)
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], origin: str = "configuration") -> DaemonConfig:
@@ -75,7 +102,12 @@ class DaemonConfig:
             if f.name not in data or data[f.name] is None:
                 continue
             value = data[f.name]
-            expected = bool if f.name == "legacy_format" else str
+            if f.name in LIST_FIELDS:
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    raise ConfigError(f"{origin}: {f.name} must be a list of strings")
+                values[f.name] = tuple(v.strip() for v in value if v.strip())
+                continue
+            expected = bool if f.name in BOOL_FIELDS else str
             if not isinstance(value, expected):
                 raise ConfigError(f"{origin}: {f.name} must be a {expected.__name__}")
             values[f.name] = value.strip() if isinstance(value, str) else value
@@ -83,7 +115,8 @@ class DaemonConfig:
 
     def merged(self, overrides: Mapping[str, Any]) -> DaemonConfig:
         """This config with the non-empty ``overrides`` (command-line flags) applied."""
-        return replace(self, **{k: v for k, v in overrides.items() if v not in (None, "")})
+        return replace(self, **{k: v for k, v in overrides.items()
+                                if v is not None and v != "" and v != ()})
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,6 +126,8 @@ class DaemonConfig:
         redacted (``http://***@host/...?access_token=***``)."""
         data = asdict(self)
         data["server_url"] = redact_url(self.server_url) if self.server_url else ""
+        data["mqtt_url"] = redact_password(self.mqtt_url)
+        data["webhook_urls"] = [redact_webhook(u) for u in self.webhook_urls]
         for name in SECRET_FIELDS:
             data[name] = "set" if data[name] else "not set"
         return data
@@ -107,6 +142,20 @@ class DaemonConfig:
             access_token=self.access_token, login=self.login, password=self.password,
             notification_name=self.notification_name, legacy_format=self.legacy_format,
         ).validate()
+
+
+def redact_password(url: str) -> str:
+    """``url`` with the password of its userinfo masked (the page keeps it apart; a file
+    edited by hand may still have one there)."""
+    try:
+        parts = urlsplit(url)
+        has_password = parts.password is not None
+    except ValueError:
+        return "***" if "@" in url else url
+    if not has_password:
+        return url
+    user = parts.netloc.rpartition("@")[0].partition(":")[0]
+    return parts._replace(netloc=f"{user}:***@{parts.netloc.rpartition('@')[2]}").geturl()
 
 
 def environment_tokens(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:

@@ -1,5 +1,7 @@
 """The routes of the daemon's web interface (Starlette): pages, JSON API, the original's
-routes, the configuration POSTs and the ASGI application that puts them together.
+routes, the configuration POSTs (DeviceHive ``/config``, MQTT and webhooks
+``/config/home``, the detection switch ``/detection``) and the ASGI application that puts
+them together.
 
 Every malformed request is answered with a 4xx (``web.errors``), never a traceback; the
 ``Host`` check, the sign-in and the security headers come first (``web.guard``).
@@ -34,6 +36,7 @@ from web.app import STATIC_TYPES
 from web.errors import WebError, error_response
 from web.forms import MAX_LIMIT, checked_form, int_param, query
 from web.guard import Guard
+from web.home import HomeFormError, form_fields, home_status
 from web.login import login_page, login_post, logout_post
 from web.stream import event_stream
 
@@ -55,21 +58,34 @@ def signed_in(request: Request) -> bool:
 
 # ---- pages ---------------------------------------------------------------------------------
 def config_page(request: Request, error: str = "", form: Mapping[str, str] | None = None,
-                status: int = HTTPStatus.OK) -> Response:
+                status: int = HTTPStatus.OK, home_errors: Mapping[str, str] | None = None
+                ) -> Response:
+    """The configuration page; ``form`` comes back with ``error`` (the DeviceHive form) or
+    ``home_errors`` (the MQTT and webhook form: one message per bad field)."""
     app = _app(request)
     config = app.config.public()
-    shown = {**config, **{k: v for k, v in (form or {}).items()
+    dh_form = None if home_errors is not None else form
+    shown = {**config, **{k: v for k, v in (dh_form or {}).items()
                           if k in ("server_url", "device_id")}}
-    notice = "Saved; reconnecting." if "saved" in query(request) and not error else ""
-    dh = app.status()["devicehive"]
+    params = query(request)
+    notice = "" if error or home_errors else (
+        "Saved; reconnecting." if "saved" in params else
+        "MQTT and webhook settings saved." if "home_saved" in params else "")
+    current = app.status()
+    dh = current["devicehive"]
     return HTMLResponse(app.render(
-        "config", "DeviceHive configuration", signed_in=signed_in(request),
+        "config", "Configuration", signed_in=signed_in(request),
         server_url=shown["server_url"], device_id=shown["device_id"],
         refresh_token_state=config["refresh_token"],
         access_token_state=config["access_token"],
         config_path=str(app.config_path or "(not saved: no config file)"), error=error,
         notice=notice, dh_state=str(dh.get("state", "unknown")),
-        dh_error=f"Last error: {dh['last_error']}" if dh.get("last_error") else ""), status)
+        dh_error=f"Last error: {dh['last_error']}" if dh.get("last_error") else "",
+        home=form_fields(app.config, form if home_errors is not None else None),
+        home_errors=home_errors or {}, has_home=app.home is not None,
+        mqtt=home_status(current.get("mqtt")),
+        webhooks=current.get("webhooks") or {"state": "disabled"},
+        detection=current.get("detection", {}).get("on")), status)
 
 
 def events_page(request: Request) -> Response:
@@ -153,10 +169,7 @@ async def _save(request: Request, legacy: bool) -> Response:
     form = await checked_form(request)
     wants = "json" in request.headers.get("accept", "")
     try:
-        if legacy:
-            await run_in_threadpool(app.apply_legacy_form, form)
-        else:
-            await run_in_threadpool(app.apply_config, form)
+        await run_in_threadpool(app.apply, "legacy" if legacy else "devicehive", form)
     except ValueError as error:
         app.count("client_errors")
         if wants:
@@ -169,6 +182,45 @@ async def _save(request: Request, legacy: bool) -> Response:
         return JSONResponse({"saved": True, "config": app.config.public()})
     # The original answered its form with 302 to /; ours with 303 (see other) to /?saved=1.
     return RedirectResponse("/?saved=1", HTTPStatus.FOUND if legacy else HTTPStatus.SEE_OTHER)
+
+
+async def home_post(request: Request) -> Response:
+    """The MQTT and webhook form: saved and applied, or the page again with one message
+    per bad field (400)."""
+    app = _app(request)
+    form = await checked_form(request)
+    wants = "json" in request.headers.get("accept", "")
+    try:
+        await run_in_threadpool(app.apply, "home", form)
+    except HomeFormError as error:
+        app.count("client_errors")
+        if wants:
+            return JSONResponse({"error": str(error), "errors": error.errors},
+                                HTTPStatus.BAD_REQUEST)
+        return await run_in_threadpool(config_page, request, "", form,
+                                       HTTPStatus.BAD_REQUEST, error.errors)
+    except ValueError as error:  # the file could not be written
+        app.count("client_errors")
+        if wants:
+            return JSONResponse({"error": str(error)}, HTTPStatus.BAD_REQUEST)
+        return await run_in_threadpool(config_page, request, "", form,
+                                       HTTPStatus.BAD_REQUEST, {"form": str(error)})
+    if wants:
+        return JSONResponse({"saved": True, "config": app.config.public()})
+    return RedirectResponse("/?home_saved=1#home", HTTPStatus.SEE_OTHER)
+
+
+async def detection_post(request: Request) -> Response:
+    """The detection switch: ``on=1`` resumes, ``on=0`` pauses."""
+    app = _app(request)
+    form = await checked_form(request)
+    if form.get("on") not in ("0", "1") or app.home is None:
+        raise WebError(HTTPStatus.BAD_REQUEST, "on must be 0 or 1" if app.home is not None
+                       else "no detection switch in this process")
+    on = await run_in_threadpool(app.set_detection, form["on"] == "1")
+    if "json" in request.headers.get("accept", ""):
+        return JSONResponse({"detection": {"on": on}})
+    return RedirectResponse("/#detection", HTTPStatus.SEE_OTHER)
 
 
 # ---- the application -----------------------------------------------------------------------
@@ -195,6 +247,8 @@ def build_asgi(app: WebApp) -> ASGIApp:
         Route("/", config_page, methods=["GET"]),
         Route("/", legacy_config_post, methods=["POST"]),
         Route("/config", config_post, methods=["POST"]),
+        Route("/config/home", home_post, methods=["POST"]),
+        Route("/detection", detection_post, methods=["POST"]),
         Route("/events", events_redirect, methods=["GET"]),
         Route("/events/", events_page, methods=["GET"]),
         Route("/events/update/", legacy_events_update, methods=["GET"]),

@@ -36,7 +36,10 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
     """``--mqtt_*``, ``--ha_discovery_prefix``, ``--no_ha_discovery``, ``--webhook*``."""
     from audio.sinks.mqtt import DEFAULT_DISCOVERY_PREFIX, DEFAULT_PREFIX
 
-    group = parser.add_argument_group("MQTT and Home Assistant")
+    # No defaults here (None: not given): the flags override the saved configuration
+    # (the web page's) only where they are given.
+    group = parser.add_argument_group("MQTT and Home Assistant (flags override the saved "
+                                      "configuration for this run)")
     group.add_argument("--mqtt_url", metavar="URL",
                        help="publish to this broker: mqtt://[user[:password]@]host[:port], "
                             "or mqtts:// for TLS (password also from env "
@@ -44,20 +47,19 @@ def add_home_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--mqtt_ca", metavar="FILE",
                        help="with mqtts://: the CA certificate(s) that signed the broker's "
                             "(default: the system's)")
-    group.add_argument("--mqtt_prefix", default=DEFAULT_PREFIX, metavar="TOPIC",
+    group.add_argument("--mqtt_prefix", metavar="TOPIC",
                        help=f"topic prefix (default {DEFAULT_PREFIX}): topics are "
                             f"<prefix>/<device_id>/...")
     group.add_argument("--mqtt_device_id", metavar="ID",
                        help="device id in topics and Home Assistant (default: the host "
                             "name as a slug)")
-    group.add_argument("--ha_discovery_prefix", default=DEFAULT_DISCOVERY_PREFIX,
-                       metavar="TOPIC", help="Home Assistant's discovery prefix (default "
+    group.add_argument("--ha_discovery_prefix", metavar="TOPIC", help="Home Assistant's discovery prefix (default "
                                              f"{DEFAULT_DISCOVERY_PREFIX})")
     group.add_argument("--no_ha_discovery", action="store_true",
                        help="do not publish Home Assistant discovery")
     group.add_argument("--mqtt_no_predictions", action="store_true",
                        help="do not publish each window's predictions")
-    hooks = parser.add_argument_group("webhooks")
+    hooks = parser.add_argument_group("webhooks (flags override the saved configuration)")
     hooks.add_argument("--webhook", action="append", default=[], metavar="URL",
                        help="POST each sound event start and end as JSON here; repeatable")
     hooks.add_argument("--webhook_secret", metavar="SECRET",
@@ -163,14 +165,20 @@ class HomeSinks:
 def settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     """(``MqttSettings`` or None, ``WebhookSettings`` or None) from the flags and the
     environment; raises ``MqttConfigError``/``WebhookConfigError`` in one line."""
-    from audio.sinks.mqtt import default_device_id, mqtt_settings
+    from audio.sinks.mqtt import (
+        DEFAULT_DISCOVERY_PREFIX,
+        DEFAULT_PREFIX,
+        default_device_id,
+        mqtt_settings,
+    )
     from audio.sinks.webhook import webhook_settings
 
     device_id = args.mqtt_device_id or default_device_id()
     mqtt = mqtt_settings(
         args.mqtt_url, password=env_value(MQTT_PASSWORD_ENV), ca=args.mqtt_ca,
-        prefix=args.mqtt_prefix, device_id=device_id, discovery=not args.no_ha_discovery,
-        discovery_prefix=args.ha_discovery_prefix,
+        prefix=args.mqtt_prefix or DEFAULT_PREFIX, device_id=device_id,
+        discovery=not args.no_ha_discovery,
+        discovery_prefix=args.ha_discovery_prefix or DEFAULT_DISCOVERY_PREFIX,
         predictions=not args.mqtt_no_predictions) if args.mqtt_url else None
     hooks = webhook_settings(args.webhook, args.webhook_secret
                              or env_value(WEBHOOK_SECRET_ENV), device_id) \
@@ -178,11 +186,14 @@ def settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     return mqtt, hooks
 
 
-def build_home_sinks(args: argparse.Namespace, store: Any) -> HomeSinks:
-    """The sinks the flags ask for (none: an empty group). Raises ``UsageError``
-    subclasses (``MqttConfigError``, ``WebhookConfigError``) in one line, before any
-    connection is attempted."""
-    mqtt, hooks = settings_from_args(args)
+def build_home_sinks(args: argparse.Namespace, store: Any,
+                     settings: tuple[Any, Any] | None = None) -> HomeSinks:
+    """The sinks the flags ask for, or ``settings`` (``(MqttSettings | None,
+    WebhookSettings | None)``: the daemon's saved configuration with the flags over it,
+    ``web.home``); none: an empty group. Raises ``UsageError`` subclasses
+    (``MqttConfigError``, ``WebhookConfigError``) in one line, before any connection is
+    attempted."""
+    mqtt, hooks = settings if settings is not None else settings_from_args(args)
     home = HomeSinks(store, model=f"{getattr(args, 'backend', None) or 'vggish'} sound "
                                   f"classifier")
     if mqtt is not None:
