@@ -309,3 +309,69 @@ def test_lan_sign_in_and_history_across_a_real_daemon_restart(browser, tmp_path)
     assert second == sorted(second, reverse=True) and len(set(second)) == len(second)
     assert min(second) <= max(first) < max(second)  # the first run's windows, then its own
     assert set(range(min(second), max(first) + 1)) <= set(second) | set(first)
+
+
+def test_mqtt_settings_on_the_page_connect_and_the_switch_pauses(browser, mqtt_broker,
+                                                                 tmp_path):
+    """The page sets the broker URL; its live status turns ``connected``; the detection
+    switch pauses and resumes; no console error (the CSP allows no inline script)."""
+    from audio.sinks.factory import HomeSinks
+    from audio.store import Store
+    from tests.fixtures_mqtt import Subscriber
+
+    db = Store(tmp_path / "events.db", prune_in_background=False)
+    home = HomeSinks(db)
+    home.set_sounds(["dog"])
+    app = WebApp(db, config=DaemonConfig(), config_path=tmp_path / "config.json", home=home,
+                 status_sources=home.status_sources(),
+                 allowed_hosts=allowed_hosts_for("127.0.0.1"))
+    server = WebServer(("127.0.0.1", 0), app)
+    server.start()
+    sub = Subscriber(mqtt_broker, ("audio-analysis/browser-1/#",))
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    try:
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_function(
+            "() => document.querySelector('#mqtt-state').textContent === 'disabled'")
+        page.fill("#mqtt_url", mqtt_broker.url.replace("//", "//pi:pw-In-Url-7@"))
+        page.fill("#mqtt_device_id", "browser-1")
+        page.click("#home-save")
+        page.wait_for_url("**/?home_saved=1#home")
+        page.wait_for_function(
+            "() => document.querySelector('#mqtt-state').textContent === 'connected'",
+            timeout=15000)
+        sub.wait_for(lambda m: any(x.topic.endswith("/availability") and x.payload == "online"
+                                   for x in m), 15, "online")
+        assert "pw-In-Url-7" not in page.content()
+        assert page.inner_text("#mqtt-password-state") == "set"
+        assert "pending 0" in page.inner_text("#mqtt-counters")
+        page.click("#detection-toggle")
+        page.wait_for_url("**/#detection")
+        page.wait_for_function(
+            "() => document.querySelector('#detection-state').textContent === 'paused'")
+        assert home.detection.on is False
+        sub.wait_for(lambda m: [x.payload for x in m if x.topic.endswith("detect/state")][-1:]
+                     == ["OFF"], 15, "detect/state OFF")
+        sub.client.publish("audio-analysis/browser-1/detect/set", "ON", qos=1)
+        page.wait_for_function(  # the page follows the switch Home Assistant turned
+            "() => document.querySelector('#detection-toggle').textContent"
+            " === 'Pause detection'", timeout=10000)
+        _save_screenshot(page, tmp_path, "config-page-mqtt.png")
+        assert not errors, errors
+        page.fill("#mqtt_prefix", "bad/#")
+        page.click("#home-save")  # refused: the page again, 400, one message on the field
+        page.wait_for_selector("#error-mqtt_prefix:not(.hidden)")
+        assert "wildcards" in page.inner_text("#error-mqtt_prefix")
+        assert len(page.query_selector_all(".field-error:not(.hidden)")) == 1
+        assert page.input_value("#mqtt_prefix") == "bad/#"
+        assert all("status of 400" in e for e in errors), errors
+    finally:
+        page.close()
+        sub.close()
+        server.stop()
+        home.close()
+        app.close()
+        db.close()
