@@ -1,8 +1,8 @@
 """Run-time controls of the processing loop that other threads set: detection on or off.
 
 Home automation pauses detection ("not while we are home"): Home Assistant's switch sends
-``OFF`` on ``<base>/detect/set`` (``audio.sinks.mqtt``), and later the web page will have
-the same switch. The loop reads the switch on its own thread before each piece of audio
+``OFF`` on ``<base>/detect/set`` (``audio.sinks.mqtt``), and the web page's toggle turns
+the same switch (``web.app.WebApp.set_detection``). The loop reads the switch on its own thread before each piece of audio
 (``audio.loop.ProcessingLoop``): while it is off, nothing is pushed into the event stream,
 so no sound event starts; the events active when it went off end at once (their ``end``
 records are delivered, so every ``ON`` gets its ``OFF``). Windows are still classified,
@@ -54,3 +54,9 @@ class DetectionSwitch:
         """Call ``listener(on)`` after every change."""
         with self._lock:
             self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Callable[[bool], None]) -> None:
+        """Stop telling ``listener`` (a sink replaced at run time); unknown ones are ignored."""
+        with self._lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)

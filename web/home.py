@@ -108,6 +108,12 @@ def environment_secrets(environ: Mapping[str, str] | None = None) -> dict[str, s
 
 
 # ---- the page's form -------------------------------------------------------------------
+def checked(form: Mapping[str, str], name: str) -> bool:
+    """A checkbox: sent (``1``) when ticked, absent when not; a script's ``0``, ``false`` or
+    ``off`` also mean no."""
+    return form.get(name, "").strip().lower() not in ("", "0", "false", "off")
+
+
 def home_form(form: Mapping[str, str], current: DaemonConfig
               ) -> tuple[dict[str, Any], set[str]]:
     """The new values from the form, and the secrets it typed or cleared; raises
@@ -115,8 +121,8 @@ def home_form(form: Mapping[str, str], current: DaemonConfig
     current secret; a ``clear_<name>`` box clears it."""
     errors: dict[str, str] = {}
     values: dict[str, Any] = {name: form.get(name, "").strip() for name in TEXT_FIELDS}
-    values["ha_discovery"] = bool(form.get("ha_discovery"))
-    values["mqtt_predictions"] = bool(form.get("mqtt_predictions"))
+    values["ha_discovery"] = checked(form, "ha_discovery")
+    values["mqtt_predictions"] = checked(form, "mqtt_predictions")
     for name, value in values.items():
         if isinstance(value, str) and len(value) > MAX_VALUE:
             errors[name] = f"{name.replace('_', ' ')} is too long"
@@ -232,8 +238,8 @@ def form_fields(config: DaemonConfig, form: Mapping[str, str] | None = None
     if form is not None:
         shown.update({k: form.get(k, "") for k in (*TEXT_FIELDS, "webhook_urls")})
         shown["mqtt_url"] = split_password(shown["mqtt_url"])[0]  # never echo a password
-        shown.update(ha_discovery=bool(form.get("ha_discovery")),
-                     mqtt_predictions=bool(form.get("mqtt_predictions")))
+        shown.update(ha_discovery=checked(form, "ha_discovery"),
+                     mqtt_predictions=checked(form, "mqtt_predictions"))
     shown.update({f"{name}_state": "set" if getattr(config, name) else "not set"
                   for name in HOME_SECRETS})
     shown.update(default_prefix=DEFAULT_PREFIX, default_discovery_prefix=

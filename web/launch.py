@@ -74,12 +74,14 @@ def configure(args: argparse.Namespace, db: Any) -> Configured:
     environment = {**environment_tokens(), **environment_secrets()}
     from_env = frozenset(k for k, v in environment.items() if v and flags.get(k) is None)
     config = stored.merged(environment).merged(flags)
-    given = {k for k, v in {**environment, **flags}.items() if v not in (None, "", ())}
+    given = {k for k, v in flags.items() if v not in (None, "", ())}
     try:
         dh_settings = config.devicehive_settings()
         dh_error = None
     except DeviceHiveConfigError as error:
-        if given - {"legacy_format", *MQTT_FIELDS, "webhook_urls", "webhook_secret"}:
+        # DeviceHive's flags or tokens from the environment: this run's input is wrong
+        if (given | {k for k, v in environment_tokens().items() if v}) \
+                - {"legacy_format", *MQTT_FIELDS, "webhook_urls", "webhook_secret"}:
             raise WebStartError(str(error)) from None  # the flags of this run are wrong
         dh_settings, dh_error = None, f"saved configuration unusable: {error}"
     sink = DeviceHiveSink(dh_settings, queue_size=args.dh_queue_size, store=db)

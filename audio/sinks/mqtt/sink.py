@@ -250,6 +250,8 @@ class MqttSink:
         """Deliver what is pending for up to ``timeout`` s, say ``offline``, disconnect."""
         self.flush(timeout)
         self._stop.set()
+        if self._detection is not None:  # a replaced sink is not told of changes any more
+            self._detection.unsubscribe(self._detection_changed)
         with self._cond:
             self._cond.notify_all()
         self._sender.join(STOP_JOIN)
