@@ -317,10 +317,18 @@ def test_status_shows_devicehive_error_without_secret(tmp_path, dh_server):
 
 
 def test_unreachable_devicehive_never_blocks_the_page(tmp_path, make_event):
+    # A server that never answers: the kernel completes the TCP handshake (the socket
+    # listens) but nothing ever accepts, so the WebSocket handshake hangs until the sink
+    # abandons it. (An unroutable address is not reliable: some networks answer at once.)
+    import socket
+
     from audio.sinks.devicehive import DeviceHiveSettings
 
-    # An unroutable address: connecting hangs until the sink abandons it.
-    sink = DeviceHiveSink(DeviceHiveSettings(url="ws://10.255.255.1:9/api/websocket",
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    port = silent.getsockname()[1]
+    sink = DeviceHiveSink(DeviceHiveSettings(url=f"ws://127.0.0.1:{port}/api/websocket",
                                              device_id="d-1", refresh_token="x"))
     s = Site(tmp_path, sink=sink)
     try:
@@ -334,6 +342,7 @@ def test_unreachable_devicehive_never_blocks_the_page(tmp_path, make_event):
     finally:
         s.close()
         sink.close(timeout=0)
+        silent.close()
 
 
 def test_config_file_mode_survives_umask(tmp_path):
