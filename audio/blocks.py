@@ -12,7 +12,7 @@ windows classified, logged and saved are the ones a window source would have han
 A block that does not continue the previous one (the loop dropped blocks because it fell
 behind, or the source moved on to another file) ends the window being assembled; so does
 the end of the stream. Such a cut window is classified when it holds at least
-``MIN_AUDIO_SECONDS`` (one VGGish example), otherwise it is dropped (counted by the loop):
+``MIN_AUDIO_SECONDS`` (one VGGish example), otherwise it is dropped (counted by the loop as ``windows_cut_short``):
 a window that short would be classified mostly on padding.
 """
 

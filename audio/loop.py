@@ -155,7 +155,8 @@ class ProcessingLoop:
         self._source_thread: threading.Thread | None = None
         self._run_thread: threading.Thread | None = None
         self._counters = {"windows_received": 0, "windows_processed": 0,
-                          "windows_dropped": 0, "blocks_received": 0, "blocks_dropped": 0,
+                          "windows_dropped": 0, "windows_cut_short": 0,
+                          "blocks_received": 0, "blocks_dropped": 0,
                           "errors": 0, "sink_errors": 0, "store_errors": 0,
                           "sound_records": 0,
                           "sound_events_started": 0, "sound_events_ended": 0}
@@ -326,7 +327,9 @@ class ProcessingLoop:
         except Exception:
             logger.exception("finishing the stream failed")
             self._count("errors")
-        self._count("windows_dropped", self._assembler.cut_dropped)
+        # Not "dropped": nothing fell behind; a window cut by a gap or by the end of the
+        # stream was too short to classify (the gap's blocks are counted as dropped).
+        self._count("windows_cut_short", self._assembler.cut_dropped)
 
     def _closed_events(self, events: SoundEvents) -> list[SoundEvent]:
         """Detection paused: the active events end where they were last heard."""
