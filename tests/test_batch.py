@@ -296,3 +296,49 @@ def test_embeddings_are_audioset_records_that_train(edge_models_dir: Path, tmp_p
                        "--num_classes=527", f"--train_dir={run_dir}", "--model=Logistic",
                        "--data_cache_dir=", "--validation_fraction=0.2"]) == 0
     assert (run_dir / "provenance.json").is_file()
+
+
+def test_models_dir_stages_once_per_worker_and_equals_yamnet_model(
+        acceptance_folder: Path, yamnet_flags, tmp_path: Path) -> None:
+    """``--models_dir`` (a local folder through Beam's file systems) gives the same
+    predictions as ``--yamnet_model``; each worker process stages once."""
+    source = tmp_path / "models"
+    source.mkdir()
+    yamnet = Path(yamnet_flags[-1]).parent
+    for name in ("yamnet.tflite", "yamnet_class_map.csv"):
+        (source / name).write_bytes((yamnet / name).read_bytes())
+    cache = tmp_path / "cache"
+    flags = ["--backend", "yamnet", "--models_dir", str(source), "--models_cache", str(cache)]
+    staged = run_batch([str(acceptance_folder), "--output_dir", str(tmp_path / "a"), *flags])
+    assert staged.returncode == 0, staged.stderr
+    direct = run_batch([str(acceptance_folder), "--output_dir", str(tmp_path / "b"),
+                        *yamnet_flags])
+    assert direct.returncode == 0, direct.stderr
+    got = {o["file"]: o for o in json_lines(tmp_path / "a", "predictions-*.jsonl")}
+    want = {o["file"]: o for o in json_lines(tmp_path / "b", "predictions-*.jsonl")}
+    assert got.keys() == want.keys() and len(got) == 6
+    for path, obj in want.items():
+        assert_same_result(got[path], obj)
+    logs = list(cache.glob("*/staging.log"))
+    assert len(logs) == 1
+    pids = [line.split()[0] for line in logs[0].read_text().splitlines()]
+    # The launcher (its checks) and each of the 2 worker processes: once each.
+    assert len(pids) == len(set(pids)) and 2 <= len(pids) <= 1 + 2, pids
+    copies = [int(line.split()[1]) for line in logs[0].read_text().splitlines()]
+    assert copies[0] == 2 and sum(copies) == 2  # the launcher copied; workers reuse
+    assert (logs[0].parent / "yamnet.tflite").read_bytes() == (yamnet / "yamnet.tflite").read_bytes()
+
+
+def test_models_dir_missing_file_and_uri_flags_fail_in_one_line(
+        acceptance_folder: Path, yamnet_flags, tmp_path: Path) -> None:
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "yamnet.tflite").write_bytes(b"not needed: the map is missing")
+    missing = run_batch([str(acceptance_folder), "--output_dir", str(tmp_path / "out"),
+                         "--backend", "yamnet", "--models_dir", str(tmp_path / "models")])
+    assert missing.returncode == 2, missing.stderr
+    lines = [x for x in missing.stderr.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "yamnet_class_map.csv is missing" in lines[0], missing.stderr
+    assert not (tmp_path / "out").exists()
+    uri = run_batch([str(acceptance_folder), "--output_dir", str(tmp_path / "out"),
+                     "--backend", "yamnet", "--yamnet_model", "gs://bucket/yamnet.tflite"])
+    assert uri.returncode == 2 and "--models_dir URI" in uri.stderr, uri.stderr

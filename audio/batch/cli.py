@@ -19,6 +19,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from audio.errors import (
     EXIT_FAILURE,
@@ -29,6 +30,9 @@ from audio.errors import (
     exit_code,
 )
 from audio.settings import AGGREGATE_CHOICES, Settings, add_event_arguments, add_model_arguments
+
+if TYPE_CHECKING:
+    from audio.batch.models import ModelSource
 
 logger = logging.getLogger("audio.batch")
 
@@ -77,6 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_batch_size", type=int, default=4,
                         help="shards per inference call, at most")
     add_model_arguments(parser)
+    parser.add_argument("--models_dir", metavar="DIR_OR_URI", default=None,
+                        help="a folder or URI (gs://, s3://, hdfs://) laid out as models/: "
+                             "each worker process copies the model files it needs from it "
+                             "once, into --models_cache")
+    parser.add_argument("--models_cache", metavar="DIR", default=None,
+                        help="the workers' local copy of --models_dir (default: "
+                             "TMPDIR/audio-analysis-models)")
     add_event_arguments(parser)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     return parser
@@ -121,12 +132,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     apply_native_output_defaults(args.verbose)
     try:
+        from audio.batch.models import check_flags
+
+        check_flags(args, args.models_dir)  # before Settings: a URI is no Path
         settings = Settings.from_args(args)
         _check(args, settings)
         return _run(args, settings, beam_args)
     except AudioAnalysisError as exc:  # settings, model files, names, inputs
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> tuple[Settings, ModelSource | None]:
+    """With ``--models_dir``: the files the run needs, checked here (one line naming a
+    missing one) and staged for this process's own checks; the workers stage their own."""
+    if not args.models_dir:
+        return settings, None
+    from audio.batch.models import ModelSource, local_settings, plan_models, stage
+
+    files = plan_models(args.models_dir, settings)
+    return (local_settings(settings, files, stage(files, args.models_cache)),
+            ModelSource.create(files, args.models_cache))
 
 
 def _run(args: argparse.Namespace, settings: Settings, beam_args: Sequence[str]) -> int:
@@ -138,9 +164,10 @@ def _run(args: argparse.Namespace, settings: Settings, beam_args: Sequence[str])
     from audio.sounds import configured_sounds
 
     files, problems = inputs.expand(args.inputs)
+    local, models = _models(args, settings)
     # Models, sounds and labels are checked here, before any worker starts: a missing
     # model or an unknown --listen name is one line, not a failed pipeline.
-    with WavProcessor(settings) as processor:
+    with WavProcessor(local) as processor:
         configured_sounds(settings, processor.labels, processor.backend.class_thresholds)
         if args.labels_csv:
             files = inputs.labelled(files, inputs.read_labels_csv(args.labels_csv,
@@ -150,7 +177,7 @@ def _run(args: argparse.Namespace, settings: Settings, beam_args: Sequence[str])
     report = ReportConfig(settings, timeline=args.timeline, tables=_tables(args.tables),
                           embeddings=args.embeddings, segment_frames=segment)
     config = RunConfig(report, args.output_dir.rstrip("/") or "/", args.shard_seconds,
-                       args.min_batch_size, args.max_batch_size)
+                       args.min_batch_size, args.max_batch_size, models=models)
     for _, message in problems:
         print(f"error: {message}", file=sys.stderr)
     try:

@@ -30,6 +30,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler
 
 from audio.backends import Backend, create_backend
+from audio.batch.models import ModelSource, worker_settings
 from audio.batch.shards import Shard, ShardFrames, shard_frames
 from audio.errors import BadAudioError
 from audio.native import silenced_native_stderr
@@ -55,18 +56,23 @@ class FramesModelHandler(ModelHandler[Shard, ShardFrames, Backend]):
         ``BatchElements``); a shard is minutes of audio, so batches are small.
       progress_dir: a local folder where each worker appends the seconds of audio it has
         done (the launcher's progress line on the DirectRunner); None: no progress.
+      models: ``--models_dir``'s files, staged once per worker process before loading.
     """
 
     def __init__(self, settings: Settings, *, min_batch_size: int = 1,
-                 max_batch_size: int = 4, progress_dir: str | None = None) -> None:
+                 max_batch_size: int = 4, progress_dir: str | None = None,
+                 models: ModelSource | None = None) -> None:
         super().__init__(min_batch_size=min_batch_size, max_batch_size=max_batch_size)
         self._settings = settings
         self._progress_dir = progress_dir
+        self._models = models
+        self._staged: object = None
         self._shards = Metrics.counter(METRICS_NAMESPACE, "shards_done")
         self._tensorflow = Metrics.counter(METRICS_NAMESPACE, "batches_with_tensorflow")
 
     def load_model(self) -> Backend:
-        backend = create_backend(self._settings)
+        settings, self._staged = worker_settings(self._settings, self._models)
+        backend = create_backend(settings)
         with silenced_native_stderr():
             backend.load()
         logger.info("worker %d: %s backend loaded", os.getpid(), backend.name)

@@ -19,6 +19,7 @@ wall-minute).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import shutil
@@ -169,8 +170,7 @@ def run_pipeline(files: Sequence[FileTask], config: RunConfig, beam_args: Sequen
     folder = tempfile.mkdtemp(prefix="audio-batch-progress-") if local else None
     started = time.monotonic()
     try:
-        run_config = RunConfig(config.report, config.output_dir, config.shard_seconds,
-                               config.min_batch_size, config.max_batch_size, folder)
+        run_config = dataclasses.replace(config, progress_dir=folder)
         pipeline = beam.Pipeline(options=options)
         build(pipeline, files, run_config, problems)
         progress = (Progress(folder, 0.0, progress_out or sys.stderr) if folder

@@ -37,6 +37,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import RunInference
 
 from audio.batch.handler import METRICS_NAMESPACE, FramesModelHandler
+from audio.batch.models import ModelSource, worker_settings
 from audio.batch.report import (
     FileOutcome,
     ReportConfig,
@@ -67,6 +68,8 @@ class RunConfig:
     min_batch_size: int = 1
     max_batch_size: int = 4
     progress_dir: str | None = None
+    models: ModelSource | None = None
+    """``--models_dir``: the model files each worker process stages (``audio.batch.models``)."""
 
 
 class PlanFile(beam.DoFn):
@@ -98,6 +101,7 @@ class AssembleFile(beam.DoFn):
         self._config = config
         self._processor: Any = None
         self._sounds: Any = None
+        self._staged: Any = None
         self._done = Metrics.counter(METRICS_NAMESPACE, "files_done")
         self._failed = Metrics.counter(METRICS_NAMESPACE, "files_failed")
         self._audio_ms = Metrics.counter(METRICS_NAMESPACE, "audio_ms")
@@ -106,7 +110,8 @@ class AssembleFile(beam.DoFn):
         from audio.pipeline import WavProcessor
         from audio.sounds import configured_sounds
 
-        settings = self._config.report.settings
+        settings, self._staged = worker_settings(self._config.report.settings,
+                                                 self._config.models)
         self._processor = WavProcessor(settings).load()
         self._sounds = configured_sounds(settings, self._processor.labels,
                                          self._processor.backend.class_thresholds)
@@ -170,7 +175,7 @@ def build(pipeline: beam.Pipeline, files: Sequence[FileTask], config: RunConfig,
                | "Plan" >> beam.ParDo(PlanFile(config)).with_outputs(_FAILED, main="shards"))
     handler = FramesModelHandler(config.report.settings, min_batch_size=config.min_batch_size,
                                  max_batch_size=config.max_batch_size,
-                                 progress_dir=config.progress_dir)
+                                 progress_dir=config.progress_dir, models=config.models)
     assembled = (planned.shards
                  | "SpreadShards" >> beam.Reshuffle()
                  | "Frames" >> RunInference(handler)
