@@ -13,23 +13,19 @@ bounds, so a loaded two-core machine only makes the test slower.
 
 from __future__ import annotations
 
-import http.client
 import itertools
-import json
 import os
-import signal
 import socket
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import require_shared
+from tests.daemon_process import DaemonProcess
 from tests.dh_server import DeviceHiveTestServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +34,7 @@ DEVICE = "audio-outbox-e2e"
 WAIT = 120.0
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """daemon.py (YAMNet, a looped file, 1 s windows) sending to ``server``."""
 
     def __init__(self, tmp_path: Path, name: str, server: DeviceHiveTestServer,
@@ -62,28 +58,6 @@ class Daemon:
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.wait(lambda s: s["loop"].get("windows_processed", 0) >= 1, "the first window")
 
-    def status(self) -> dict:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/api/status")
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-
-    def wait(self, predicate: Callable[[dict], bool], what: str) -> dict:
-        deadline = time.monotonic() + WAIT
-        status: dict = {}
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-3000:]}"
-            try:
-                status = self.status()
-                if predicate(status):
-                    return status
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}: {status}")
-
     def windows(self) -> int:
         return self.status()["loop"]["windows_processed"]
 
@@ -97,25 +71,6 @@ class Daemon:
         return self.wait(lambda s: s["devicehive"]["state"] == "connected"
                          and s["devicehive"]["outbox"]["pending"] == 0, what)
 
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(30) == -signal.SIGKILL
-
-    def terminate(self) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("SIGTERM did not end the daemon in 30 s") from None
-        return code, time.monotonic() - started
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _read_store(db: Path) -> tuple[list[int], int, int]:

@@ -13,15 +13,12 @@ acceptance of issue 16 on a file assembled from real clips (a dog bark, a siren)
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -29,6 +26,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require_shared
+from tests.daemon_process import DaemonProcess
 from tests.fixtures_mqtt import Broker, Subscriber, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +52,7 @@ def assembled(directory: Path) -> Path:
     return write_wav(directory / "dog_then_siren.wav", audio, RATE)
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """daemon.py (YAMNet, the assembled file looped at real-time pace, 1 s windows)
     publishing to ``broker``."""
 
@@ -73,51 +71,10 @@ class Daemon:
                  "--mqtt_url", broker.url, "--mqtt_device_id", DEVICE, "--quiet", *extra],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
-    def status(self) -> dict:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request("GET", "/api/status")
-            return json.loads(conn.getresponse().read())
-        finally:
-            conn.close()
-
-    def wait(self, predicate: Callable[[dict], bool], what: str) -> dict:
-        deadline = time.monotonic() + WAIT
-        status: dict = {}
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, f"daemon exited: {self.log.read_text()[-3000:]}"
-            try:
-                status = self.status()
-                if predicate(status):
-                    return status
-            except (OSError, KeyError):
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"timed out waiting for {what}: {status.get('mqtt')}")
-
     def delivered_all(self, what: str) -> dict:
         return self.wait(lambda s: s["mqtt"]["state"] == "connected"
                          and s["mqtt"]["pending"] == 0, what)
 
-    def kill9(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        assert self.proc.wait(30) == -signal.SIGKILL
-
-    def terminate(self) -> tuple[int, float]:
-        started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("SIGTERM did not end the daemon in 30 s") from None
-        return code, time.monotonic() - started
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 def _events(sub: Subscriber) -> list[tuple[str, str, int]]:

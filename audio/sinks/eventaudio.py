@@ -20,7 +20,6 @@ the source has no clock); ``_1``, ``_2``... when a name is taken.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -32,8 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from audio.events import Event, SoundEvent
-from audio.io import write_wav
-from audio.sinks.wav import check_save_directory
+from audio.sinks.wav import check_save_directory, save_unique
 
 logger = logging.getLogger("audio.sinks")
 
@@ -174,19 +172,12 @@ class EventAudioSink:
             logger.warning("event %d (%s): no audio to save", recording.record.id,
                            recording.record.sound)
             return
-        stem = _stem(recording.record)
-        path = self.directory / f"{stem}.wav"
-        suffix = 0
-        while path.exists():
-            suffix += 1
-            path = self.directory / f"{stem}_{suffix}.wav"
         try:
-            write_wav(path, np.concatenate(recording.parts), self._rate)
+            path = save_unique(self.directory, _stem(recording.record),
+                               np.concatenate(recording.parts), self._rate)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                path.unlink(missing_ok=True)
             self.failed += 1
-            logger.error("cannot save %s: %s", path, (exc.strerror or str(exc)).lower())
+            logger.error("cannot save %s: %s", exc.filename, (exc.strerror or str(exc)).lower())
             return
         self.saved.append(path)
         logger.info('"%s" saved.', path)

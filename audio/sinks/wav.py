@@ -7,6 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+import numpy as np
+
 from audio.errors import UsageError
 from audio.events import Event, SoundEvent
 from audio.io import write_wav
@@ -30,6 +32,27 @@ def check_save_directory(path: str | os.PathLike[str]) -> Path:
     return directory
 
 
+def save_unique(directory: Path, stem: str, audio: np.ndarray, rate: int) -> Path:
+    """Write ``<stem>.wav`` (``<stem>_1.wav``, ... when taken) and return its path.
+
+    On ``OSError`` (disk full, directory removed, permissions changed) the partial file
+    is removed before the error goes up: never a truncated recording left behind.
+    """
+    path = directory / f"{stem}.wav"
+    suffix = 0
+    while path.exists():
+        suffix += 1
+        path = directory / f"{stem}_{suffix}.wav"
+    try:
+        write_wav(path, audio, rate)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            path.unlink(missing_ok=True)
+        exc.filename = str(path)
+        raise
+    return path
+
+
 class WavSaverSink:
     """Saves each window's audio as ``record_<unix time>.wav`` (16-bit PCM) in a directory.
 
@@ -46,19 +69,12 @@ class WavSaverSink:
         if event.audio is None:
             logger.debug("event %d carries no audio; nothing to save", event.id)
             return
-        stem = f"record_{event.timestamp:.0f}"
-        path = self.directory / f"{stem}.wav"
-        suffix = 0
-        while path.exists():
-            suffix += 1
-            path = self.directory / f"{stem}_{suffix}.wav"
         try:
-            write_wav(path, event.audio, event.sample_rate)
-        except OSError as exc:  # disk full, directory removed, permissions changed
-            with contextlib.suppress(OSError):  # never leave a truncated recording behind
-                path.unlink(missing_ok=True)
+            path = save_unique(self.directory, f"record_{event.timestamp:.0f}", event.audio,
+                               event.sample_rate)
+        except OSError as exc:
             self.failed += 1
-            logger.error("cannot save %s: %s (the window was still classified)", path,
+            logger.error("cannot save %s: %s (the window was still classified)", exc.filename,
                          (exc.strerror or str(exc)).lower())
             return
         self.saved.append(path)
