@@ -12,7 +12,10 @@ What is checked against what:
   only): AudioSet TFRecords that ``yt8m.reader`` reads back, frame for frame equal to
   the pipeline's own embeddings, and that ``python -m yt8m.train`` trains a Logistic
   model on for one epoch;
-* inputs: globs, ``@manifest`` files, folders; labels files.
+* inputs: globs, ``@manifest`` files, folders; labels files;
+* the same folder on a portable runner (Beam's local job server, the Job API and the Fn
+  API; workers in LOOPBACK and in a separate process of an EXTERNAL worker pool): the
+  same predictions and error line as on the DirectRunner.
 
 Beam is the optional extra ``[batch]``: without it these tests skip, except in CI
 (``AUDIO_ANALYSIS_REQUIRE_SHARED=1``), where the test setup installs it and a missing
@@ -21,11 +24,15 @@ Beam fails.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +349,76 @@ def test_models_dir_missing_file_and_uri_flags_fail_in_one_line(
     uri = run_batch([str(acceptance_folder), "--output_dir", str(tmp_path / "out"),
                      "--backend", "yamnet", "--yamnet_model", "gs://bucket/yamnet.tflite"])
     assert uri.returncode == 2 and "--models_dir URI" in uri.stderr, uri.stderr
+
+
+@contextlib.contextmanager
+def beam_service(module: str, args: list[str], log: Path,
+                 address: Callable[[], str | None]) -> Iterator[str]:
+    """``python -m MODULE ARGS`` until the block ends; yields ``address()`` once it has
+    one (the service picked a free port). The venv's ``python`` first on ``PATH`` and the
+    project on ``PYTHONPATH``: the worker pool starts its SDK workers as ``python``."""
+    env = script_env({"PATH": os.pathsep.join([str(Path(sys.executable).parent),
+                                               os.environ.get("PATH", "")])})
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", module, *args], cwd=PROJECT_ROOT,
+                                env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        while (found := address()) is None:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, f"{module} did not start:\n{log.read_text()}"
+            time.sleep(0.2)
+        yield found
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_portable_runner_equals_direct_runner(acceptance_folder: Path, yamnet_flags,
+                                              tmp_path: Path) -> None:
+    """Beam's local job server (Job API; runs the job with the FnApiRunner over the Fn
+    API, as Flink's and Spark's job servers take it) and workers in LOOPBACK (in this
+    process) and EXTERNAL (SDK worker processes of a worker pool, as in a container)."""
+    port_file = tmp_path / "job.port"
+    pool_log = tmp_path / "pool.log"
+
+    def pool_address() -> str | None:
+        found = re.search(r"worker pool servicer at port: (\S+)", pool_log.read_text())
+        return found[1] if found else None
+
+    direct = run_batch([str(acceptance_folder), "--output_dir", str(tmp_path / "direct"),
+                        *yamnet_flags])
+    assert direct.returncode == 0, direct.stderr
+    want = {o["file"]: o for o in json_lines(tmp_path / "direct", "predictions-*.jsonl")}
+    want_errors = json_lines(tmp_path / "direct", "errors-*.jsonl")
+    assert len(want) == 6 and len(want_errors) == 1
+    with beam_service("apache_beam.runners.portability.local_job_service_main",
+                      ["--port", "0", "--port_file", str(port_file)], tmp_path / "job.log",
+                      lambda: port_file.read_text() if port_file.is_file() else None) as port, \
+            beam_service("apache_beam.runners.worker.worker_pool_main",
+                         ["--service_port", "0"], pool_log, pool_address) as pool:
+        for environment in ("--environment_type=LOOPBACK",
+                            f"--environment_type=EXTERNAL --environment_config={pool}"):
+            out = tmp_path / environment.split()[0].split("=")[1]
+            batch = subprocess.run(
+                [sys.executable, "-m", "audio.batch", str(acceptance_folder), "--output_dir",
+                 str(out), *yamnet_flags, "--runner=PortableRunner",
+                 f"--job_endpoint=localhost:{port}", *environment.split()],
+                cwd=PROJECT_ROOT, env=script_env(), capture_output=True, text=True,
+                timeout=600, check=False)
+            assert batch.returncode == 0, batch.stderr
+            assert "files done 6, failed 1" in batch.stderr
+            assert "TensorFlow" not in batch.stderr
+            assert "progress:" not in batch.stderr  # the DirectRunner's line only
+            got = {o["file"]: o for o in json_lines(out, "predictions-*.jsonl")}
+            assert got.keys() == want.keys()
+            for path, obj in want.items():
+                assert_same_result(got[path], obj)
+            assert json_lines(out, "errors-*.jsonl") == want_errors
+            assert len((out / "summary.csv").read_text().splitlines()) == 1 + 7
+    assert "Completed job" in (tmp_path / "job.log").read_text()  # ran on the job server
+    assert "Starting worker" in pool_log.read_text()  # EXTERNAL: a pool's worker process

@@ -41,6 +41,18 @@ logger = logging.getLogger(__name__)
 PROGRESS_EVERY = 2.0
 """Seconds between progress lines."""
 DIRECT = "DirectRunner"
+LOCAL_RUNNERS = ("direct", "bundlebaseddirect", "fnapi")
+"""Runners that take the DirectRunner's options (names as ``_runner_key`` gives them)."""
+
+
+def _runner_key(runner: object) -> str:
+    """A runner's name as Beam matches it: any case, with or without ``Runner``
+    (``--runner=direct`` is the DirectRunner)."""
+    return str(runner).lower().removesuffix("runner")
+
+
+def _given(flag: str, beam_args: Sequence[str]) -> bool:
+    return any(a == flag or a.startswith(flag + "=") for a in beam_args)
 
 
 @dataclass(frozen=True)
@@ -84,10 +96,10 @@ def pipeline_options(beam_args: Sequence[str], verbose: bool = False) -> object:
     if standard.runner is None:
         standard.runner = DIRECT
     direct = options.view_as(DirectOptions)
-    if standard.runner in (DIRECT, "BundleBasedDirectRunner", "FnApiRunner"):
-        if "--direct_running_mode" not in " ".join(beam_args):
+    if _runner_key(standard.runner) in LOCAL_RUNNERS:  # any other: its own options only
+        if not _given("--direct_running_mode", beam_args):
             direct.direct_running_mode = "multi_processing"
-        if not direct.direct_num_workers:
+        if not _given("--direct_num_workers", beam_args):  # Beam's own default is 1
             direct.direct_num_workers = os.cpu_count() or 1
     return options
 
@@ -96,7 +108,7 @@ def is_local_direct(options: object, output_dir: str) -> bool:
     from apache_beam.options.pipeline_options import StandardOptions
 
     runner = options.view_as(StandardOptions).runner  # type: ignore[attr-defined]
-    return runner == DIRECT and "://" not in output_dir
+    return _runner_key(runner) == "direct" and "://" not in output_dir
 
 
 @contextlib.contextmanager
