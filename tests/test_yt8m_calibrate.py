@@ -94,35 +94,7 @@ def test_f1_summary_and_best_global_threshold():
         th.best_global_threshold(scores, labels, "accuracy")
 
 
-# -- a tiny bundle calibrated end to end ------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_bundle(yt8m_data, yt8m_train_dir, tmp_path_factory) -> Path:
-    """The fixture attention run (20 % of its clips held out, seed 1) as a bundle."""
-    from yt8m import export
-
-    dest = tmp_path_factory.mktemp("calib") / "tiny"
-    assert export.main([f"--train_dir={yt8m_train_dir}", "--name=tiny", f"--output_dir={dest}",
-                        f"--eval_data_pattern={yt8m_data['eval']}",
-                        f"--labels_csv={yt8m_data['labels']}"]) == 0
-    return dest
-
-
-def _calibrate(bundle: Path, data: dict[str, Path], *extra: str) -> int:
-    from yt8m import calibrate
-
-    return calibrate.main([str(bundle), f"--train_data_pattern={data['train']}",
-                           f"--eval_data_pattern={data['eval']}", "--data_cache_dir=",
-                           "--num_threads=1", *extra])
-
-
-@pytest.fixture(scope="module")
-def calibrated(tiny_bundle, yt8m_data, tmp_path_factory) -> Path:
-    bundle = tmp_path_factory.mktemp("calibrated") / "tiny"
-    shutil.copytree(tiny_bundle, bundle)
-    assert _calibrate(bundle, yt8m_data) == 0
-    return bundle
-
-
+# -- a tiny bundle calibrated end to end (tests.fixtures_yt8m: tiny_bundle, calibrated) --
 def _rows(bundle: Path) -> list[dict[str, str]]:
     with open(bundle / bundles.CLASS_METRICS_FILE, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -185,6 +157,12 @@ def test_calibration_leaves_the_fingerprint_and_the_tflite_match(tiny_bundle, ca
     config["input"]["max_frames"] = 10
     (bundle / "config.json").write_text(json.dumps(config))
     assert find_bundle_export(bundle) is None
+
+
+def _calibrate(bundle: Path, data: dict[str, Path], *extra: str) -> int:
+    from tests.fixtures_yt8m import calibrate_bundle
+
+    return calibrate_bundle(bundle, data, *extra)
 
 
 def test_refit_bundle_needs_its_validation_twin(tiny_bundle, calibrated, yt8m_data, tmp_path,
