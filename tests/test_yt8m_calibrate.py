@@ -193,3 +193,21 @@ def test_class_metrics_readers(calibrated, tmp_path):
     (tmp_path / bundles.CLASS_METRICS_FILE).write_text("index,mid\n0,/m/x\n")
     with pytest.raises(bundles.BundleError):
         bundles.read_class_metrics(tmp_path)
+
+
+def test_results_doc_gets_the_calibration_section(calibrated, tmp_path):
+    from yt8m import calibration_report, results
+
+    doc = tmp_path / "results.md"
+    doc.write_text(f"# R\n{results.START}\n{results.END}\n\n{calibration_report.START}\n"
+                   f"{calibration_report.END}\ntail\n")
+    assert results.main([str(calibrated), "--calibration", str(calibrated),
+                         f"--doc={doc}"]) == 0
+    text = doc.read_text()
+    record = json.loads((calibrated / bundles.CALIBRATION_FILE).read_text())
+    f1 = record["eval"]["f1"]["calibrated"]
+    assert "| `tiny` | per-class thresholds, as shipped (`class_thresholds`) |" in text
+    assert f"{f1['micro_f1']:.4f} | {f1['macro_f1']:.4f}" in text
+    best = max((r for r in _rows(calibrated) if r["ap"]), key=lambda r: float(r["ap"]))
+    assert f"| {best['display_name']} | {float(best['ap']):.3f} |" in text
+    assert text.endswith("tail\n")
