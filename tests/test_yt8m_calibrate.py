@@ -201,6 +201,9 @@ def test_results_doc_gets_the_calibration_section(calibrated, tmp_path):
     doc = tmp_path / "results.md"
     doc.write_text(f"# R\n{results.START}\n{results.END}\n\n{calibration_report.START}\n"
                    f"{calibration_report.END}\ntail\n")
+    assert results.main(["--calibration", str(calibrated), f"--doc={doc}"]) == 0
+    assert f"{results.START}\n{results.END}" in doc.read_text()  # the model table untouched
+    assert results.main([f"--doc={doc}"]) == 2
     assert results.main([str(calibrated), "--calibration", str(calibrated),
                          f"--doc={doc}"]) == 0
     text = doc.read_text()

@@ -94,7 +94,8 @@ def update_doc(doc: Path, table: str, start: str = START, end: str = END) -> Non
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m yt8m.results",
                                 description="Regenerate the results table from bundles.")
-    p.add_argument("bundles", nargs="+", help="bundle directories, in table order")
+    p.add_argument("bundles", nargs="*",
+                   help="bundle directories, in table order (none: only --calibration)")
     p.add_argument("--doc", default=str(DEFAULT_DOC), help="markdown file to update")
     p.add_argument("--calibration", nargs="+", default=None, metavar="BUNDLE",
                    help="calibrated bundles (python -m yt8m.calibrate): also regenerate the "
@@ -107,14 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        rows = [bundle_row(Path(b)) for b in args.bundles]
-        table = render(rows)
+        if not args.bundles and not args.calibration:
+            raise ValueError("give bundle directories, --calibration BUNDLE..., or both")
+        table = render([bundle_row(Path(b)) for b in args.bundles]) if args.bundles else None
         calibration = (calibration_report.render([Path(b) for b in args.calibration])
                        if args.calibration else None)
         if args.print:
-            print(table if calibration is None else f"{table}\n\n{calibration}")
+            print("\n\n".join(t for t in (table, calibration) if t is not None))
         else:
-            update_doc(Path(args.doc), table)
+            if table is not None:
+                update_doc(Path(args.doc), table)
             if calibration is not None:
                 update_doc(Path(args.doc), calibration, calibration_report.START,
                            calibration_report.END)
