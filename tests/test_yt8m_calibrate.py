@@ -214,3 +214,21 @@ def test_results_doc_gets_the_calibration_section(calibrated, tmp_path):
     best = max((r for r in _rows(calibrated) if r["ap"]), key=lambda r: float(r["ap"]))
     assert f"| {best['display_name']} | {float(best['ap']):.3f} |" in text
     assert text.endswith("tail\n")
+
+
+def test_refit_members_of_different_seeds_share_the_empty_split(tmp_path):
+    """Nothing carved: the seed chose nothing, so members of different seeds agree."""
+    from yt8m.calibrate import CalibrationError, bundle_split
+
+    def member(fraction, seed, n_val):
+        return {"validation": {"carved_fraction": fraction, "seed": seed},
+                "num_validation_clips": n_val, "num_train_clips": 100 - n_val,
+                "train_data": {"sha256_of_file_sha256s": "abc"}}
+
+    (tmp_path / "provenance.json").write_text(json.dumps(
+        {"members": [member(0.0, 1, 0), member(0.0, 2, 0)]}))
+    assert bundle_split(tmp_path).fraction == 0.0
+    (tmp_path / "provenance.json").write_text(json.dumps(
+        {"members": [member(0.1, 1, 10), member(0.1, 2, 10)]}))
+    with pytest.raises(CalibrationError, match="different splits"):
+        bundle_split(tmp_path)

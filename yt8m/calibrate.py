@@ -102,7 +102,9 @@ def bundle_split(bundle: Path) -> Split:
         if "carved_fraction" not in val:
             raise CalibrationError(f"{bundle}: a member validated on other files "
                                    f"({val}); only a split carved from training is supported")
-        splits.add((float(val["carved_fraction"]), int(val["seed"]),
+        fraction = float(val["carved_fraction"])
+        # Nothing carved (the refit step): the seed chose no split, members may differ.
+        splits.add((fraction, int(val["seed"]) if fraction > 0 else 0,
                     int(m.get("num_validation_clips") or 0), int(m["num_train_clips"]),
                     (m.get("train_data") or {}).get("sha256_of_file_sha256s")))
     if len(splits) != 1:
