@@ -127,6 +127,10 @@ class UnknownLabelError(UsageError, ValueError):
     """A class name (``--count``) that the classifier does not have."""
 
 
+class NoCalibrationError(UsageError, ValueError):
+    """``--threshold calibrated`` with a classifier that has no per-class thresholds."""
+
+
 class WavProcessor:
     """Turns audio into ranked ``(label, score)`` predictions. Reusable; close it after use.
 
@@ -142,6 +146,7 @@ class WavProcessor:
         self._backend = backend or create_backend(self.settings)
         self._loaded = False
         self._closed = False
+        self._thresholds: np.ndarray | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
     def load(self) -> WavProcessor:
@@ -156,8 +161,23 @@ class WavProcessor:
         if not self._loaded:
             with silenced_native_stderr():
                 self._backend.load()
+            self._thresholds = self._class_thresholds()
             self._loaded = True
         return self
+
+    def _class_thresholds(self) -> np.ndarray | None:
+        """Per-class ranking thresholds for ``--threshold calibrated`` (else None): the
+        bundle's, and ``settings.threshold`` for any class it has none for."""
+        if not self.settings.calibrated_threshold:
+            return None
+        known = getattr(self._backend, "class_thresholds", None)
+        if not known:
+            raise NoCalibrationError(
+                f"--threshold calibrated: the classifier ({self.settings.model or 'default'}) "
+                f"has no per-class thresholds; run python -m yt8m.calibrate on its bundle "
+                f"or give a number")
+        return np.array([known.get(name, self.settings.threshold)
+                         for name in self._backend.labels], dtype=np.float64)
 
     @property
     def backend(self) -> Backend:
@@ -181,15 +201,24 @@ class WavProcessor:
 
     # -- ranking ------------------------------------------------------------------------
     def rank(self, scores: np.ndarray, top_k: int | None = None,
-             threshold: float | None = None) -> tuple[Prediction, ...]:
-        """The ``top_k`` best classes with a score strictly above ``threshold``."""
+             threshold: float | np.ndarray | None = None) -> tuple[Prediction, ...]:
+        """The ``top_k`` best-scoring classes among those strictly above their threshold.
+
+        ``threshold`` is one score for every class or a vector of one per class (default:
+        the settings', or the bundle's per-class thresholds with ``--threshold
+        calibrated``). Classes are filtered first, then the best ``top_k`` kept, so a
+        class above its own low threshold is not crowded out by higher scores that fail
+        theirs (for one global threshold this is the same as the reverse order).
+        """
         top_k = self.settings.top_k if top_k is None else top_k
-        threshold = self.settings.threshold if threshold is None else threshold
+        labels = self.labels  # loads the backend, and the calibrated thresholds with it
+        if threshold is None:
+            threshold = self.settings.threshold if self._thresholds is None else self._thresholds
         scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-        labels = self.labels
-        order = np.argsort(-scores, kind="stable")[:top_k]
-        return tuple(Prediction(labels[i], float(scores[i])) for i in order
-                     if scores[i] > threshold)
+        passed = scores > np.broadcast_to(np.asarray(threshold, dtype=np.float64), scores.shape)
+        order = np.argsort(-scores, kind="stable")
+        order = order[passed[order]][:top_k]
+        return tuple(Prediction(labels[i], float(scores[i])) for i in order)
 
     def label_index(self, label: str) -> int:
         """Index of a class by display name (case-insensitive); ``UnknownLabelError``."""

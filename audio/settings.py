@@ -6,7 +6,8 @@ Every entry script (``parse_file.py``, ``capture.py``, ``daemon.py``) builds one
 it (or the paths and values it holds) as arguments and read neither ``os.environ`` nor
 argparse. Precedence: a command-line flag, then the environment variable, then the
 default (for ``--threshold``: a detector bundle's tuned threshold when ``--model`` names
-one, else 0.1).
+one, else 0.1; ``--threshold calibrated`` ranks each class against its own threshold from
+the bundle, ``yt8m.calibrate``).
 
 Every environment variable's name, and the one function that reads them, live in
 ``vggish.environment`` (the lowest layer, since the standalone commands of ``vggish`` and
@@ -51,6 +52,8 @@ DEFAULT_TOP_K = 20
 """The original's PREDICTIONS_COUNT_LIMIT."""
 DEFAULT_THRESHOLD = 0.1
 """The original's PREDICTIONS_HIT_LIMIT: a class is reported when its score is > this."""
+CALIBRATED = "calibrated"
+"""``--threshold calibrated``: each class's own threshold from the classifier bundle."""
 DEFAULT_MIN_TIME = 5.0
 DEFAULT_MAX_TIME = 7.0
 DEFAULT_TIMELINE_WINDOW = 0.96
@@ -80,6 +83,9 @@ class Settings:
     yamnet_model: Path | None = None
     top_k: int = DEFAULT_TOP_K
     threshold: float = DEFAULT_THRESHOLD
+    calibrated_threshold: bool = False
+    """Rank each class against the bundle's per-class threshold (``class_thresholds``);
+    ``threshold`` then serves the classes the bundle has none for."""
     aggregate: str = "mean"
     # Capture.
     min_time: float = DEFAULT_MIN_TIME
@@ -99,6 +105,11 @@ class Settings:
     max_not_heard: float = DEFAULT_MAX_NOT_HEARD
     sound_groups: Path | None = None
     """A groups file replacing the shipped ``audio/sound_groups.json``."""
+
+    @property
+    def threshold_label(self) -> str:
+        """The ranking threshold as the reports name it."""
+        return "calibrated per class" if self.calibrated_threshold else f"{self.threshold:g}"
 
     @property
     def wants_events(self) -> bool:
@@ -152,6 +163,9 @@ class Settings:
             value = getattr(args, name, None)
             if value is not None:
                 values[name] = value
+        if values.get("threshold") == CALIBRATED:
+            values["calibrated_threshold"] = True
+            del values["threshold"]
         groups = getattr(args, "sound_groups", None)
         if groups is not None:
             values["sound_groups"] = Path(groups).expanduser()
@@ -214,8 +228,21 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                             f"default: models/yamnet.tflite)")
     group.add_argument("--top_k", type=int, default=None, metavar="N",
                        help=f"report at most N classes (default {DEFAULT_TOP_K})")
-    group.add_argument("--threshold", type=float, default=None, metavar="SCORE",
-                       help=f"report classes scoring above SCORE (default {DEFAULT_THRESHOLD})")
+    group.add_argument("--threshold", type=threshold_arg, default=None, metavar="SCORE",
+                       help=f"report classes scoring above SCORE (default {DEFAULT_THRESHOLD}), "
+                            f"or '{CALIBRATED}': each class above its own threshold from the "
+                            f"classifier bundle (python -m yt8m.calibrate)")
+
+
+def threshold_arg(text: str) -> float | str:
+    """``--threshold``: a score, or ``calibrated``."""
+    if text.strip().lower() == CALIBRATED:
+        return CALIBRATED
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a score or '{CALIBRATED}', got {text!r}") from None
 
 
 def add_event_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,6 +30,8 @@ DEFAULT_THRESHOLD = 0.5
 OFF_RATIO = 0.75
 """Without an explicit ``off``, a sound keeps sounding down to 3/4 of its ``on`` score."""
 OVERRIDE_KEYS = ("threshold", "off", "min_duration", "max_not_heard", "min_dbfs")
+WEAK_AP = 0.1
+"""Below this eval average precision a class is one the classifier rarely recognises."""
 
 
 class UnknownSoundError(UsageError, ValueError):
@@ -263,3 +265,19 @@ def configured_sounds(settings: Settings, labels: Sequence[str],
     if not sounds:
         raise UsageError("no sound left to listen for (--ignore removed every class)")
     return sounds
+
+
+def weak_sound_warnings(sounds: Sequence[Sound], class_ap: Mapping[str, float] | None,
+                        floor: float = WEAK_AP) -> list[str]:
+    """One line per sound that has classes of eval AP below ``floor`` (the bundle's
+    ``class_metrics.csv``), so that a user listening for them knows what to expect."""
+    if not class_ap:
+        return []
+    lines = []
+    for sound in sounds:
+        weak = [f"{c} (eval AP {class_ap[c]:.2f})" for c in sound.classes
+                if c in class_ap and class_ap[c] < floor]
+        if weak:
+            group = "" if sound.classes == (sound.name,) else f"{sound.name}: "
+            lines.append(f"{group}this classifier rarely recognises {', '.join(weak)}")
+    return lines

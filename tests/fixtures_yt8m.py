@@ -8,6 +8,7 @@ embedding dimensions, so a few training steps must lower the loss.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -95,3 +96,32 @@ def yt8m_train_dir(yt8m_data, tmp_path_factory) -> Path:
                      "--validation_fraction=0.2"])
     assert rc == 0
     return d
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(yt8m_data, yt8m_train_dir, tmp_path_factory) -> Path:
+    """The fixture attention run (20 % of its clips held out, seed 1) as a bundle."""
+    from yt8m import export
+
+    dest = tmp_path_factory.mktemp("calib") / "tiny"
+    assert export.main([f"--train_dir={yt8m_train_dir}", "--name=tiny", f"--output_dir={dest}",
+                        f"--eval_data_pattern={yt8m_data['eval']}",
+                        f"--labels_csv={yt8m_data['labels']}"]) == 0
+    return dest
+
+
+def calibrate_bundle(bundle: Path, data: dict[str, Path], *extra: str) -> int:
+    from yt8m import calibrate
+
+    return calibrate.main([str(bundle), f"--train_data_pattern={data['train']}",
+                           f"--eval_data_pattern={data['eval']}", "--data_cache_dir=",
+                           "--num_threads=1", *extra])
+
+
+@pytest.fixture(scope="session")
+def calibrated(tiny_bundle, yt8m_data, tmp_path_factory) -> Path:
+    """``tiny_bundle`` after ``python -m yt8m.calibrate`` (thresholds, class metrics)."""
+    bundle = tmp_path_factory.mktemp("calibrated") / "tiny"
+    shutil.copytree(tiny_bundle, bundle)
+    assert calibrate_bundle(bundle, yt8m_data) == 0
+    return bundle

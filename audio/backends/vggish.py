@@ -104,6 +104,15 @@ class VGGishBackend:
         self._require()
         return class_thresholds(getattr(self._bundle, "config", None), self.labels)
 
+    @property
+    def class_eval_ap(self) -> dict[str, float] | None:
+        """Each class's eval AP from the bundle's ``class_metrics.csv``, when it has one."""
+        from yt8m.bundle import class_eval_ap
+
+        self._require()
+        path = getattr(self._bundle, "path", None)
+        return class_eval_ap(path) if path is not None else None
+
     # -- computing ----------------------------------------------------------------------
     def embed_examples(self, examples: np.ndarray) -> np.ndarray:
         """(K, 96, 64) log-mel examples → (K, 128) uint8 post-processed embeddings."""

@@ -77,7 +77,7 @@ def failed(path: str, relative: str, message: str) -> FileOutcome:
 
 def _text(config: ReportConfig, fmt: str, report: FileReport) -> str:
     buffer = io.StringIO()
-    ReportWriter(buffer, fmt, threshold=config.settings.threshold,
+    ReportWriter(buffer, fmt, threshold=config.settings.threshold_label,
                  timeline=config.timeline).result(report)
     return buffer.getvalue()
 

@@ -28,7 +28,7 @@ from audio.reports import EVENT_FORMATS, FORMATS
 from audio.reports.inputs import Input, expand_inputs, output_paths, prepare_output_dir
 from audio.reports.writer import Count, FileReport, ReportWriter
 from audio.settings import Settings
-from audio.sounds import Sound, configured_sounds
+from audio.sounds import Sound, configured_sounds, weak_sound_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,8 @@ class _Run:
 
     def _writer(self, out: TextIO, several: bool) -> ReportWriter:
         return ReportWriter(out, self.options.fmt, several=several,
-                            threshold=self.settings.threshold, timeline=self.options.timeline,
+                            threshold=self.settings.threshold_label,
+                            timeline=self.options.timeline,
                             event_columns=self.with_events)
 
     def run(self, items: Sequence[Input], targets: Sequence[Path | None]) -> int:
@@ -139,6 +140,11 @@ class _Run:
                 self.settings, self.options.count, processor.labels,
                 processor.backend.class_thresholds)
             self._resolved = True
+            if self.settings.listen is not None:
+                listened = [s for s in self._sounds or () if s.name in (self._shown or ())]
+                for line in weak_sound_warnings(
+                        listened, getattr(processor.backend, "class_eval_ap", None)):
+                    logger.warning("%s", line)
         return self._sounds
 
     def _report(self, path: str, result: Any) -> FileReport:

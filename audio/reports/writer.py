@@ -67,11 +67,12 @@ class FileReport:
         return ordered(chosen.values())
 
 
-def no_class(threshold: float) -> str:
-    return f"no class scored above the threshold {threshold:g}"
+def no_class(threshold: float | str) -> str:
+    shown = threshold if isinstance(threshold, str) else f"{threshold:g}"
+    return f"no class scored above the threshold {shown}"
 
 
-def ranking_line(predictions: Sequence[Any], threshold: float) -> str:
+def ranking_line(predictions: Sequence[Any], threshold: float | str) -> str:
     from audio.pipeline import format_predictions
 
     return format_predictions(predictions) if predictions else no_class(threshold)
@@ -82,14 +83,15 @@ class ReportWriter:
 
     Args:
       several: the run has several files (text lines then name their file).
-      threshold: the ranking threshold, for the "no class scored above" line.
+      threshold: the ranking threshold (a number, or how it is set), for the "no class
+        scored above" line.
       timeline: write the per-window predictions too.
       event_columns: the run reports events (``--events``, ``--count``): CSV gets the
         event columns, and without them keeps exactly its original columns.
     """
 
     def __init__(self, out: TextIO, fmt: str = "text", *, several: bool = False,
-                 threshold: float = 0.1, timeline: bool = False,
+                 threshold: float | str = 0.1, timeline: bool = False,
                  event_columns: bool = False) -> None:
         self.out, self.fmt, self.several = out, fmt, several
         self.threshold, self.timeline = threshold, timeline

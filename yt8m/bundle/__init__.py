@@ -17,6 +17,8 @@ run or converted, LiteRT only when an export is loaded.
 """
 
 from yt8m.bundle.format import (
+    CALIBRATION_FILE,
+    CLASS_METRICS_FILE,
     CONFIG_FILE,
     DEFAULT_BUNDLE,
     FORMAT_VERSION,
@@ -27,10 +29,12 @@ from yt8m.bundle.format import (
     BundleError,
     BundleNotFoundError,
     HeadError,
+    class_eval_ap,
     class_thresholds,
     fingerprint,
     locate_bundle,
     member_l2_normalize,
+    read_class_metrics,
     read_labels,
     resolve_bundle_path,
 )
@@ -42,10 +46,10 @@ from yt8m.bundle.tflite_export import export_bundle
 from yt8m.bundle.writer import BundleWriter, atomic_write
 
 __all__ = [
-    "CONFIG_FILE", "DEFAULT_BUNDLE", "FORMAT_VERSION", "LABELS_FILE", "METRICS_FILE",
+    "CALIBRATION_FILE", "CLASS_METRICS_FILE", "CONFIG_FILE", "DEFAULT_BUNDLE", "FORMAT_VERSION", "LABELS_FILE", "METRICS_FILE",
     "MODEL_ENV", "PROVENANCE_FILE", "Bundle", "BundleError", "BundleNotFoundError",
     "BundleWriter", "Head", "HeadError", "TFLiteBundle", "atomic_write", "build_members",
-    "bundle_threshold", "class_thresholds", "export_bundle", "find_bundle_export", "fingerprint",
+    "bundle_threshold", "class_eval_ap", "class_thresholds", "export_bundle", "find_bundle_export", "fingerprint",
     "is_head_bundle", "load_classifier", "load_head", "load_keras_bundle", "locate_bundle",
-    "member_l2_normalize", "read_labels", "resolve_bundle_path", "save_head",
+    "member_l2_normalize", "read_class_metrics", "read_labels", "resolve_bundle_path", "save_head",
 ]

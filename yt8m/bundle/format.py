@@ -8,6 +8,8 @@ A bundle is a directory ``models/<name>/``::
     head.npz          numpy heads (``"format": "numpy-head"``): standardisation + layers
     provenance.json   how it was trained (command, data, commit, date, machine)
     metrics.json      its metrics (AudioSet eval split, or a custom head's held-out files)
+    class_metrics.csv per-class AP, AUC, threshold, precision, recall (``yt8m.calibrate``)
+    calibration.json  how the per-class thresholds were chosen, and the F1 they give
 
 The input contract is explicit in ``config.json``: ``config["input"]`` holds what every
 member shares (``dequantize``, ``max_frames``, ``feature_size``); per-frame L2
@@ -45,6 +47,12 @@ FORMAT_VERSION = 2
 """Keras bundles. 1: one ``input`` contract for all members. 2: ``l2_normalize`` moved
 into each member (:func:`member_l2_normalize` reads both)."""
 LABEL_COLUMNS = ("index", "mid", "display_name")
+CLASS_METRICS_FILE = "class_metrics.csv"
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_KEYS = ("class_thresholds", "class_thresholds_p80")
+"""``config.json`` keys written by ``yt8m.calibrate``: decisions taken on the scores,
+not part of what computes them, so :func:`fingerprint` leaves them out."""
+UNFINGERPRINTED_FILES = (CLASS_METRICS_FILE, CALIBRATION_FILE)
 
 
 class BundleError(ModelFilesError, ValueError):
@@ -172,10 +180,63 @@ def member_l2_normalize(config: dict[str, Any], index: int) -> bool:
 
 
 def fingerprint(path: Path) -> dict[str, str]:
-    """sha256 of every file of a bundle (bundles are small: a few MB at most)."""
+    """sha256 of what makes a bundle's scores: every file (bundles are a few MB at most)
+    except the calibration's (:data:`UNFINGERPRINTED_FILES`), and ``config.json`` as its
+    canonical JSON without :data:`CALIBRATION_KEYS`.
+
+    A TFLite export records this (``yt8m.bundle.tflite_export``) and is used only while it
+    still matches: recalibrating a bundle changes no score, so it must not make its export
+    stale, while any change to weights, labels or the rest of the config must.
+    """
     out = {}
     for f in sorted(p for p in path.iterdir() if p.is_file()):
-        out[f.name] = hashlib.sha256(f.read_bytes()).hexdigest()
+        if f.name in UNFINGERPRINTED_FILES:
+            continue
+        data = f.read_bytes()
+        if f.name == CONFIG_FILE:
+            data = _scoring_config(data)
+        out[f.name] = hashlib.sha256(data).hexdigest()
+    return out
+
+
+def _scoring_config(data: bytes) -> bytes:
+    """``config.json`` bytes → canonical JSON of its scoring part (raw bytes if not JSON)."""
+    try:
+        config = json.loads(data)
+    except ValueError:
+        return data
+    if isinstance(config, dict):
+        config = {k: v for k, v in config.items() if k not in CALIBRATION_KEYS}
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def read_class_metrics(path: str | os.PathLike[str]) -> dict[str, dict[str, str]] | None:
+    """A bundle's ``class_metrics.csv`` rows by display name, else None (no such file).
+
+    Values are left as the CSV's strings (empty where undefined); a file that cannot be
+    parsed is a ``BundleError``.
+    """
+    target = Path(path) / CLASS_METRICS_FILE
+    if not target.is_file():
+        return None
+    try:
+        with open(target, newline="", encoding="utf-8") as f:
+            return {row["display_name"]: row for row in csv.DictReader(f)}
+    except (OSError, KeyError, ValueError, csv.Error) as exc:
+        raise BundleError(f"{target}: unreadable class metrics ({exc})") from None
+
+
+def class_eval_ap(path: str | os.PathLike[str]) -> dict[str, float] | None:
+    """Each class's eval average precision from ``class_metrics.csv``, else None."""
+    rows = read_class_metrics(path)
+    if rows is None:
+        return None
+    out = {}
+    for name, row in rows.items():
+        try:
+            out[name] = float(row["ap"])
+        except (KeyError, ValueError):
+            continue  # no eval positive: no AP to judge the class by
     return out
 
 
