@@ -24,14 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from audio.blocks import CONTINUITY_TOLERANCE
 from audio.detect import EventDetector, Sound, SoundEvent
 from audio.framestream import Frames, FrameScorer, FrameStream
 
 logger = logging.getLogger(__name__)
-
-CONTINUITY_TOLERANCE = 0.002
-"""Seconds a window may start away from the previous window's end and still continue it
-(windows are cut on whole samples; resampled devices round)."""
 
 
 class FrameEvents:
