@@ -37,7 +37,8 @@ def bundle_row(path: Path) -> dict[str, Any]:
     return {
         "bundle": config.get("name", path.name),
         "model": " + ".join(x + (f" ×{names.count(x)}" if names.count(x) > 1 else "")
-                            for x in models) + (" (refit)" if refit and all(refit) else ""),
+                            for x in models) + _distilled(members)
+                 + (" (refit)" if refit and all(refit) else ""),
         "models": models,
         "metrics": metrics,
         "train_seconds": sum(m.get("train_wall_seconds", 0.0) for m in members),
@@ -48,6 +49,16 @@ def bundle_row(path: Path) -> dict[str, Any]:
         "size_mb": sum(f.stat().st_size for f in path.iterdir() if f.is_file()) / 1e6,
         "load": [m.get("load_average_at_start", [None])[0] for m in members],
     }
+
+
+def _distilled(members: list[dict[str, Any]]) -> str:
+    """" distilled from T, λ = w" when every member learnt from one teacher's scores."""
+    sources = {(m["distillation"].get("teacher"), m["distillation"].get("weight"))
+               for m in members if m.get("distillation")}
+    if len(sources) != 1 or not all(m.get("distillation") for m in members):
+        return ""
+    teacher, weight = sources.pop()
+    return f" distilled from `{teacher}`, λ = {weight:g}"
 
 
 def _fmt_time(seconds: float) -> str:

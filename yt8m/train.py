@@ -158,6 +158,17 @@ def _optimisation_flags(p: argparse.ArgumentParser) -> None:
     o.add_argument("--seed", type=int, default=1)
 
 
+def _target_flags(p: argparse.ArgumentParser) -> None:
+    t = p.add_argument_group("targets (distillation, label smoothing)")
+    t.add_argument("--teacher_scores", default=None, metavar="NPZ",
+                   help="a teacher's scores on the training clips (python -m yt8m.distill): "
+                        "train on distill_weight·teacher + (1 − distill_weight)·labels")
+    t.add_argument("--distill_weight", type=float, default=0.5,
+                   help="the teacher's share λ of each target (with --teacher_scores)")
+    t.add_argument("--label_smoothing", type=float, default=0.0,
+                   help="ε: labels become (1 − ε)·labels + ε/2 before any distillation")
+
+
 def _run_flags(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("run")
     _bool_flag(r, "start_new_model", False, "discard checkpoints in --train_dir and start over")
@@ -177,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     _data_flags(p)
     _model_flags(p)
     _optimisation_flags(p)
+    _target_flags(p)
     _run_flags(p)
     return p
 

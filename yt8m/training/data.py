@@ -23,6 +23,8 @@ class TrainData:
     train: Any
     validation: Any | None
     load_seconds: float
+    targets: np.ndarray | None = None  # soft training targets (None: the labels)
+    teacher: dict[str, Any] | None = None  # what the targets were distilled from
 
     @property
     def num_validation(self) -> int:
@@ -57,13 +59,38 @@ def load_data(opts) -> TrainData:
                                       opts.data_cache_dir or None)
     else:
         train_clips, val_clips = split_validation(clips, opts.validation_fraction, opts.seed)
-    data = TrainData(clips, train_clips, val_clips, time.monotonic() - t0)
+    targets, teacher = training_targets(opts, train_clips)
+    data = TrainData(clips, train_clips, val_clips, time.monotonic() - t0, targets, teacher)
     logger.info("data: %d train / %d validation clips in %.1fs", len(train_clips),
                 data.num_validation, data.load_seconds)
     return data
 
 
-def make_train_dataset(clips, batch_size: int, l2: bool, seed: int, mixup_alpha: float):
+def training_targets(opts, train_clips) -> tuple[np.ndarray | None, dict[str, Any] | None]:
+    """The training targets when they are not the plain labels: labels smoothed to
+    ``(1 − ε)·y + ε/2``, then mixed with a teacher's scores ``λ·teacher + (1 − λ)·y``.
+    Validation always scores against the true labels."""
+    if not opts.teacher_scores and opts.label_smoothing == 0:
+        return None, None
+    eps = opts.label_smoothing
+    targets = train_clips.labels.astype(np.float32) * (1 - eps) + eps / 2
+    if not opts.teacher_scores:
+        return targets, None
+    from yt8m.training.teacher import load_teacher_scores
+
+    teacher = load_teacher_scores(opts.teacher_scores, opts.num_classes)
+    lam = opts.distill_weight
+    targets = lam * teacher.for_clips(train_clips.video_ids) + (1 - lam) * targets
+    info = {"scores": str(teacher.path), "sha256": teacher.sha256(), "weight": lam,
+            **teacher.meta}
+    logger.info("distilling from %s (λ = %.2f)", teacher.meta.get("teacher"), lam)
+    return targets, info
+
+
+def make_train_dataset(clips, batch_size: int, l2: bool, seed: int, mixup_alpha: float,
+                       targets: np.ndarray | None = None):
+    """Shuffled batches of ``((frames, num_frames), targets)``; ``targets`` (soft, aligned
+    with ``clips``) default to the clips' labels."""
     import tensorflow as tf
 
     from yt8m.reader import preprocess_frames
@@ -73,7 +100,8 @@ def make_train_dataset(clips, batch_size: int, l2: bool, seed: int, mixup_alpha:
     n = len(clips)
     frames_all = tf.constant(clips.frames)
     num_all = tf.constant(clips.num_frames)
-    labels_all = tf.constant(clips.labels.astype(np.uint8))
+    labels_all = tf.constant(clips.labels.astype(np.uint8) if targets is None
+                             else targets.astype(np.float32))
     ds = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(lambda idx: (tf.gather(frames_all, idx),
                                                tf.gather(num_all, idx),

@@ -69,6 +69,9 @@ class TrainOptions:
     swa_start_epoch: int
     early_stopping_patience: int
     early_stopping_metric: str
+    teacher_scores: str | None
+    distill_weight: float
+    label_smoothing: float
     steps_per_epoch: int | None
     seed: int
     start_new_model: bool
@@ -107,6 +110,10 @@ def resolve_options(args: argparse.Namespace) -> TrainOptions:
         raise TrainError("only frame-level features are supported (--frame_features)")
     if "," in args.feature_names or "," in args.feature_sizes:
         raise TrainError("exactly one feature is supported (audio_embedding, 128)")
+    if not 0.0 <= args.distill_weight <= 1.0:
+        raise TrainError(f"--distill_weight must be within [0, 1], got {args.distill_weight}")
+    if not 0.0 <= args.label_smoothing < 1.0:
+        raise TrainError(f"--label_smoothing must be within [0, 1), got {args.label_smoothing}")
     values = dict(vars(args))
     if values.get("argv") is not None:
         values["argv"] = tuple(values["argv"])

@@ -161,7 +161,7 @@ def fit(run: Setup) -> tuple[float, float, float]:
     opts, state, data = run.opts, run.state, run.data
     l2 = run.config["input"]["l2_normalize"]
     train_ds = make_train_dataset(data.train, opts.batch_size, l2, opts.seed + state["epoch"],
-                                  opts.mixup_alpha)
+                                  opts.mixup_alpha, data.targets)
     val_ds = None if data.validation is None else make_eval_dataset(data.validation, 1024, l2)
     started = time.monotonic()
     load_avg_start = os.getloadavg()
@@ -198,6 +198,8 @@ def provenance_record(run: Setup, git: dict[str, Any], load_avg_start,
                        **provenance.files_digest(data.clips.files)},
         "validation": ({"pattern": opts.validation_data_pattern} if opts.validation_data_pattern
                        else {"carved_fraction": opts.validation_fraction, "seed": opts.seed}),
+        "distillation": data.teacher,
+        "label_smoothing": opts.label_smoothing,
         "num_train_clips": len(data.train),
         "num_validation_clips": data.num_validation,
         "data_load_seconds": round(data.load_seconds, 2),
