@@ -78,25 +78,31 @@ class Bundle(InputContract):
     def num_classes(self) -> int:
         return int(self.config["num_classes"])
 
+    def score_graph(self, frames, num_frames):
+        """The scores of uint8 ``frames`` as TensorFlow ops: dequantise, normalise per
+        member, run every member, average. Traced by :meth:`_function` (any shape) and by
+        ``tflite_export`` with static shapes, which is what lets a masked LSTM convert."""
+        import tensorflow as tf
+
+        from yt8m.reader import preprocess_frames
+
+        l2_flags = [member_l2_normalize(self.config, i) for i in range(len(self.members))]
+        inputs = {l2: preprocess_frames(frames, num_frames, l2) for l2 in set(l2_flags)}
+        scores = [m((inputs[l2], num_frames), training=False)
+                  for m, l2 in zip(self.members, l2_flags, strict=True)]
+        return tf.add_n(scores) / float(len(scores))
+
     def _function(self):
-        """The one ``tf.function`` :meth:`predict` runs (``tflite_export`` freezes it too)."""
+        """The one ``tf.function`` :meth:`predict` runs."""
         if self._fn is None:
             import tensorflow as tf
-
-            from yt8m.reader import preprocess_frames
-
-            members = self.members
-            l2_flags = [member_l2_normalize(self.config, i) for i in range(len(members))]
 
             # One trace for every batch size and clip length (dynamic input signature).
             @tf.function(input_signature=[
                 tf.TensorSpec([None, None, self.feature_size], tf.uint8),
                 tf.TensorSpec([None], tf.int32)])
             def fn(frames, num_frames):
-                inputs = {l2: preprocess_frames(frames, num_frames, l2) for l2 in set(l2_flags)}
-                scores = [m((inputs[l2], num_frames), training=False)
-                          for m, l2 in zip(members, l2_flags, strict=True)]
-                return tf.add_n(scores) / float(len(scores))
+                return self.score_graph(frames, num_frames)
 
             self._fn = fn
         return self._fn
