@@ -251,3 +251,22 @@ def test_audio_export_cli_bundle_errors(tmp_path: Path, project_root: Path) -> N
     redirected = cli("vggish.export", "--model", "x")
     assert redirected.returncode == 2
     assert "python -m audio.export --model x" in redirected.stderr
+
+
+@pytest.mark.slow
+def test_audio_export_defaults_to_the_edge_bundle(tmp_path: Path, project_root: Path) -> None:
+    """Without --model the application exports the edge bundle the published figures
+    choose: the student when its eval mAP is within 0.01 of the ensemble's."""
+    from tests.fixtures_edge import write_random_bundle
+    from yt8m.bundle.edge import DEFAULT_BUNDLE, STUDENT_BUNDLE
+
+    for name, map_ in ((DEFAULT_BUNDLE, 0.30), (STUDENT_BUNDLE, 0.295)):
+        write_random_bundle(tmp_path / name, num_classes=5)
+        (tmp_path / name / "metrics.json").write_text(json.dumps({"map": map_}))
+    env = {**os.environ, "AUDIO_ANALYSIS_MODELS_DIR": str(tmp_path)}
+    run = subprocess.run([sys.executable, "-m", "audio.export", "--skip_vggish"],
+                         capture_output=True, text=True, cwd=project_root, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"classifier: {STUDENT_BUNDLE} ({STUDENT_BUNDLE} eval mAP 0.2950 is within" in run.stdout
+    assert (tmp_path / "exported" / STUDENT_BUNDLE / "classifier.tflite").is_file()
+    assert not (tmp_path / "exported" / DEFAULT_BUNDLE).exists()

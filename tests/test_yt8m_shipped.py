@@ -18,10 +18,11 @@ import numpy as np
 import pytest
 
 from yt8m import bundle as bundles
+from yt8m.bundle.edge import STUDENT_BUNDLE
 from yt8m.paths import PROJECT_ROOT
 
 SHIPPED = PROJECT_ROOT / "models" / bundles.DEFAULT_BUNDLE
-SHIPPED_BUNDLES = (bundles.DEFAULT_BUNDLE, "audioset-logistic-v1")
+SHIPPED_BUNDLES = (bundles.DEFAULT_BUNDLE, "audioset-logistic-v1", STUDENT_BUNDLE)
 TOLERANCE = 0.005
 
 
@@ -74,11 +75,12 @@ def eval_scores(shared_dir):
 
 @pytest.mark.shared
 @pytest.mark.slow
-def test_shipped_bundle_metrics_on_eval_split(eval_scores):
+@pytest.mark.parametrize("name", SHIPPED_BUNDLES)
+def test_shipped_bundle_metrics_on_eval_split(name, eval_scores):
     from yt8m.metrics import evaluate
 
-    published = json.loads((SHIPPED / "metrics.json").read_text())
-    measured = evaluate(*eval_scores(bundles.DEFAULT_BUNDLE), top_k=published["top_k"])
+    published = json.loads((PROJECT_ROOT / "models" / name / "metrics.json").read_text())
+    measured = evaluate(*eval_scores(name), top_k=published["top_k"])
     assert measured["num_clips"] == published["num_clips"]
     for key in ("hit_at_one", "perr", "gap", "map", "auc", "d_prime"):
         assert measured[key] == pytest.approx(published[key], abs=TOLERANCE), key
@@ -131,3 +133,22 @@ def test_class_metrics_match_the_bundle_on_eval(name, eval_scores):
                     r["display_name"], column)
             else:
                 assert np.isnan(measured[i]), (r["display_name"], column)
+
+
+def test_student_is_one_small_distilled_model():
+    """The edge student: one model, int8 weights, ≤ 4 MB, distilled from the ensemble."""
+    path = PROJECT_ROOT / "models" / STUDENT_BUNDLE
+    config = json.loads((path / "config.json").read_text())
+    assert len(config["members"]) == 1 and config["members"][0]["weights_dtype"] == "int8"
+    assert sum(p.stat().st_size for p in path.iterdir()) <= 4e6
+    (member,) = json.loads((path / "provenance.json").read_text())["members"]
+    assert member["distillation"]["teacher"] == bundles.DEFAULT_BUNDLE
+    assert member["train_data"]["pattern"].endswith("bal_train/*.tfrecord")
+
+
+@pytest.mark.slow
+def test_student_tflite_export_is_small(tmp_path):
+    """Its TFLite export keeps int8 weights: ≤ 5 MB (the float32 ensemble's was 76 MB)."""
+    out = bundles.export_bundle(STUDENT_BUNDLE, out_dir=tmp_path)
+    assert out.stat().st_size <= 5e6
+    assert json.loads((tmp_path / "export.json").read_text())["weights"] == "int8"

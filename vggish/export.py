@@ -361,7 +361,9 @@ def build_parser(prog: str = "python -m vggish.export",
                         help="export the 2017 graph (ReLU on fc2), as the original used")
     parser.add_argument("--model", metavar="NAME_OR_PATH", default=None,
                         help="also export this classifier bundle's TensorFlow-free form"
-                             + ("" if with_bundles else f" (with `{APPLICATION_COMMAND}`)"))
+                             + (" (default: the edge bundle: the distilled student while "
+                                "its eval mAP is within 0.01 of the ensemble's)"
+                                if with_bundles else f" (with `{APPLICATION_COMMAND}`)"))
     parser.add_argument("--skip_vggish", action="store_true",
                         help="only export the classifier bundle given with --model")
     return parser
@@ -386,28 +388,31 @@ def _export_and_report(checkpoint: Path, out: Path, args: argparse.Namespace) ->
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m vggish.export",
          resolve_checkpoint: Callable[[str | None], Path] = existing_checkpoint,
-         export_bundle: BundleExporter | None = None) -> int:
+         export_bundle: BundleExporter | None = None,
+         default_model: Callable[[], str | None] | None = None) -> int:
     """``python -m vggish.export``: VGGish only (``--model`` names the command that can).
 
     The application's ``python -m audio.export`` runs this with its own checkpoint
-    resolution and a bundle exporter, so one command line serves both and this package
-    stays free of classifier bundles.
+    resolution, a bundle exporter and the bundle to export when ``--model`` is not given
+    (``default_model``), so one command line serves both and this package stays free of
+    classifier bundles.
     """
     args = build_parser(prog, with_bundles=export_bundle is not None).parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.skip_vggish and not args.model:
-        print("error: --skip_vggish needs --model", file=sys.stderr)
-        return 2
     if args.model and export_bundle is None:
         print(f"error: {prog} exports VGGish only; for a classifier bundle run "
               f"`{APPLICATION_COMMAND} --model {args.model}`", file=sys.stderr)
+        return 2
+    model = args.model or (default_model() if default_model is not None else None)
+    if args.skip_vggish and not model:
+        print("error: --skip_vggish needs --model", file=sys.stderr)
         return 2
     out = (args.out or default_export_dir()).expanduser()
     try:
         if not args.skip_vggish:
             _export_and_report(resolve_checkpoint(args.vggish_checkpoint), out, args)
-        if args.model and export_bundle is not None:
-            print(f"classifier bundle: {export_bundle(args.model)}")
+        if model and export_bundle is not None:
+            print(f"classifier bundle: {export_bundle(model)}")
     except (ExportError, FileNotFoundError, ValueError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {message}", file=sys.stderr)

@@ -65,8 +65,9 @@ class VGGishBackend:
         # The classifier bundle is checked before the slow VGGish build, so that a wrong
         # --model fails in a fraction of a second.
         from yt8m.bundle import BundleError, load_classifier, locate_bundle
+        from yt8m.bundle.edge import default_bundle_for_run
 
-        bundle_path = locate_bundle(self._model_name)
+        bundle_path = locate_bundle(default_bundle_for_run(self._model_name))
         postprocessor = Postprocessor(pca)
         # TensorFlow-free when possible: a custom numpy head or a TFLite export of the
         # bundle, and a TFLite export of this very checkpoint (``python -m audio.export``).
