@@ -146,12 +146,13 @@ def _sinks(settings: Settings, save_events: bool) -> list:
 def _event_stream(settings: Settings, processor: Any) -> Any:
     """The sound events to follow (None without ``--events``/``--listen``); a model loaded."""
     from audio.eventstream import EventStream
-    from audio.sounds import configured_sounds
+    from audio.sounds import configured_sounds, warn_weak_sounds
 
     backend = processor.backend
     sounds = configured_sounds(settings, backend.labels, backend.class_thresholds)
     if sounds is None:
         return None
+    warn_weak_sounds(settings, sounds, backend, logger)
     names = ", ".join(s.name for s in sounds[:8]) + (", ..." if len(sounds) > 8 else "")
     logger.info("Following %d sound%s: %s", len(sounds), "" if len(sounds) == 1 else "s",
                 names)

@@ -369,11 +369,12 @@ def _event_stream(settings: Settings, processor: Any) -> Any:
     """The loop's ``EventStream``, or None without ``--events``/``--listen``; raises
     ``UsageError`` for an unknown sound or a bad groups file."""
     from audio.eventstream import EventStream
-    from audio.sounds import configured_sounds
+    from audio.sounds import configured_sounds, warn_weak_sounds
 
     sounds = configured_sounds(settings, processor.labels, processor.backend.class_thresholds)
     if sounds is None:
         return None
+    warn_weak_sounds(settings, sounds, processor.backend, logger)
     logger.info("following %d sound%s", len(sounds), "" if len(sounds) == 1 else "s")
     return EventStream(processor.backend, sounds)
 

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from audio.errors import UsageError
 from audio.settings import Settings
@@ -281,3 +282,13 @@ def weak_sound_warnings(sounds: Sequence[Sound], class_ap: Mapping[str, float] |
             group = "" if sound.classes == (sound.name,) else f"{sound.name}: "
             lines.append(f"{group}this classifier rarely recognises {', '.join(weak)}")
     return lines
+
+
+def warn_weak_sounds(settings: Settings, sounds: Sequence[Sound] | None, backend: Any,
+                     log: logging.Logger) -> None:
+    """With ``--listen``: log :func:`weak_sound_warnings` for the backend's classifier
+    (capture and the daemon; ``parse_file.py`` and batch report through their own)."""
+    if settings.listen is None or not sounds:
+        return
+    for line in weak_sound_warnings(sounds, getattr(backend, "class_eval_ap", None)):
+        log.warning("%s", line)

@@ -17,7 +17,7 @@ import pytest
 from audio.io import write_wav
 from audio.pipeline import NoCalibrationError, WavProcessor
 from audio.settings import Settings, add_model_arguments
-from audio.sounds import Sound, load_sound_groups, weak_sound_warnings
+from audio.sounds import Sound, load_sound_groups, warn_weak_sounds, weak_sound_warnings
 from tests.fixtures_audio import script_env
 from yt8m.bundle import CLASS_METRICS_FILE, read_labels
 from yt8m.bundle.format import read_config
@@ -125,6 +125,22 @@ def test_weak_sound_warnings_name_the_weak_classes():
         "dog: this classifier rarely recognises Yip (eval AP 0.03)",
         "this classifier rarely recognises Hum (eval AP 0.01)"]
     assert weak_sound_warnings(sounds, None) == []
+
+
+def test_capture_and_daemon_warn_only_with_listen(caplog):
+    """capture.py and daemon.py log the same warnings, for --listen (not --events alone)."""
+    import logging
+    import types
+
+    backend = types.SimpleNamespace(class_eval_ap={"Yip": 0.03, "Bark": 0.6})
+    sounds = [Sound("dog", ("Bark", "Yip"), (0, 1))]
+    log = logging.getLogger("test.weak")
+    with caplog.at_level(logging.WARNING, logger="test.weak"):
+        warn_weak_sounds(Settings(events=True), sounds, backend, log)
+        assert caplog.messages == []
+        warn_weak_sounds(Settings(listen="dog"), sounds, backend, log)
+        warn_weak_sounds(Settings(listen="dog"), sounds, types.SimpleNamespace(), log)
+    assert caplog.messages == ["dog: this classifier rarely recognises Yip (eval AP 0.03)"]
 
 
 def _weak_and_strong(bundle: Path) -> tuple[str, str]:
