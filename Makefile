@@ -39,11 +39,11 @@ bench: setup
 # validation twin: attention seed 1 twice and DBoF seed 1 (the shipped 4:2 mix), the
 # validation runs that held out seed 1's split.
 # Then (make student, a second phase: the teacher is the ensemble just written) it
-# distils the ensemble into one attention model: the ensemble's scores on bal_train
-# (python -m yt8m.distill) mixed with the labels (λ = STUDENT_LAMBDA, chosen on the
-# validation split of seed 1 among 0.5 and 0.8), a validation run, a refit on all of
-# bal_train for its epoch count, exported with int8 weights to models/$(STUDENT_BUNDLE)/
-# and calibrated on the validation run's split.
+# distils the ensemble into one attention model: trained on the ensemble's scores on
+# bal_train (python -m yt8m.distill; λ = STUDENT_LAMBDA = 1, chosen on the validation split
+# of seed 1 among 0.5, 0.8 and 1), 60 epochs at most, seed 1's split held out (no refit:
+# the student is calibrated on its own held-out split), exported with int8 weights to
+# models/$(STUDENT_BUNDLE)/. Seed 2 holds out the same split (--validation_seed=1).
 # `make -j2 results` runs two trainings at once, each on one thread (about 2 h of
 # training on 2 idle cores from scratch; -j1 takes longer).
 # As root on a shared machine: make -j2 results NICE="nice -n -5".
@@ -65,9 +65,9 @@ CALIBRATE = $(PY) -m yt8m.calibrate --train_data_pattern='$(AUDIOSET)/bal_train/
 VALIDATION_TWIN = $(RESULTS)/bundles/validation_twin
 CALIBRATED_BUNDLES = models/$(SHIPPED_BUNDLE) models/audioset-logistic-v1
 STUDENT_BUNDLE = $(shell $(PY) -c 'from yt8m.bundle.edge import STUDENT_BUNDLE; print(STUDENT_BUNDLE)')
-STUDENT_LAMBDA = 0.8
+STUDENT_LAMBDA = 1.0
 TEACHER_SCORES = $(RESULTS)/teacher/$(SHIPPED_BUNDLE).npz
-STUDENT_RUN = $(RESULTS)/student_l$(STUDENT_LAMBDA)_s1
+STUDENT_RUNS = $(RESULTS)/student_l$(STUDENT_LAMBDA)_s1 $(RESULTS)/student_l$(STUDENT_LAMBDA)_s2
 SHIPPED_BUNDLE = $(shell $(PY) -c 'from yt8m.bundle import DEFAULT_BUNDLE; print(DEFAULT_BUNDLE)')
 # The shipped ensemble: attention seeds 1-4 and DBoF seeds 1-2, each refit for the epoch
 # count its own validation run chose (DBoF seed 1's runs are `dbof` and `dbof_refit`).
@@ -95,16 +95,13 @@ results: setup $(RESULT_RUNS:%=$(RESULTS)/%/provenance.json)
 	$(MAKE) student
 	$(PY) -m yt8m.results $(RESULTS)/bundles/logistic $(RESULTS)/bundles/logistic_refit \
 		$(RESULTS)/bundles/dbof $(RESULTS)/bundles/lstm $(RESULTS)/bundles/attention \
-		models/$(SHIPPED_BUNDLE) $(RESULTS)/bundles/student_validation models/$(STUDENT_BUNDLE) \
+		models/$(SHIPPED_BUNDLE) models/$(STUDENT_BUNDLE) \
 		--calibration $(CALIBRATED_BUNDLES) models/$(STUDENT_BUNDLE)
 
 # The distilled student (see above); its teacher is the shipped ensemble as it is now.
-student: $(STUDENT_RUN)/provenance.json $(RESULTS)/refit_student_l$(STUDENT_LAMBDA)_s1/provenance.json
-	$(YT8M_EXPORT) --train_dir=$(STUDENT_RUN) --weights_dtype=int8 --name=student_validation \
-		--output_dir=$(RESULTS)/bundles/student_validation
-	$(YT8M_EXPORT) --train_dir=$(RESULTS)/refit_student_l$(STUDENT_LAMBDA)_s1 --weights_dtype=int8 \
-		--name=$(STUDENT_BUNDLE)
-	$(CALIBRATE) models/$(STUDENT_BUNDLE) --validation_bundle=$(RESULTS)/bundles/student_validation
+student: $(STUDENT_RUNS:%=%/provenance.json)
+	$(YT8M_EXPORT) --train_dir=$(word 1,$(STUDENT_RUNS)) --weights_dtype=int8 --name=$(STUDENT_BUNDLE)
+	$(CALIBRATE) models/$(STUDENT_BUNDLE)
 
 $(TEACHER_SCORES): | setup
 	$(PY) -m yt8m.distill models/$(SHIPPED_BUNDLE) --output=$@ \
@@ -132,12 +129,9 @@ $(RESULTS)/lstm/provenance.json: | setup
 		--early_stopping_patience=5 --train_dir=$(@D)
 $(RESULTS)/attention_s%/provenance.json: | setup
 	$(TRAIN) $(ATTENTION_FLAGS) --seed=$* --train_dir=$(@D)
-$(RESULTS)/student_l%_s1/provenance.json: $(TEACHER_SCORES)
-	$(TRAIN) $(ATTENTION_FLAGS) --seed=1 --teacher_scores=$(TEACHER_SCORES) --distill_weight=$* \
-		--train_dir=$(@D)
-$(RESULTS)/refit_student_l%_s1/provenance.json: $(RESULTS)/student_l%_s1/provenance.json
-	$(TRAIN) $(ATTENTION_FLAGS) --seed=1 --teacher_scores=$(TEACHER_SCORES) --distill_weight=$* \
-		--train_dir=$(@D) --refit_epochs_from=$(RESULTS)/student_l$*_s1
+$(RESULTS)/student_l$(STUDENT_LAMBDA)_s%/provenance.json: $(TEACHER_SCORES)
+	$(TRAIN) $(ATTENTION_FLAGS) --num_epochs=60 --seed=$* --validation_seed=1 \
+		--teacher_scores=$(TEACHER_SCORES) --distill_weight=$(STUDENT_LAMBDA) --train_dir=$(@D)
 $(RESULTS)/refit_attention_s%/provenance.json: $(RESULTS)/attention_s%/provenance.json
 	$(TRAIN) $(ATTENTION_FLAGS) --seed=$* --train_dir=$(@D) \
 		--refit_epochs_from=$(RESULTS)/attention_s$*

@@ -218,3 +218,27 @@ def test_run_without_model_uses_the_edge_export_only_when_default_has_none(tmp_p
     exported.discard(edge.DEFAULT_BUNDLE)
     monkeypatch.setenv("AUDIO_ANALYSIS_MODEL", "other")
     assert edge.default_bundle_for_run(None) is None
+
+
+def test_validation_seed_holds_out_another_seeds_split(yt8m_data, tmp_path):
+    """Members of one ensemble trained with different seeds can hold out one split
+    (``--validation_seed``), so that the ensemble has clean validation scores."""
+    from yt8m.training.data import load_data
+    from yt8m.training.options import resolve_options
+
+    def held_out(*flags: str) -> set[str]:
+        args = train.build_parser().parse_args([
+            f"--train_data_pattern={yt8m_data['train']}", f"--train_dir={tmp_path / 'x'}",
+            "--frame_features", "--data_cache_dir=", *flags])
+        args.argv = None
+        return set(load_data(resolve_options(args)).validation.video_ids)
+
+    run = tmp_path / "s2"
+    assert train.main([f"--train_data_pattern={yt8m_data['train']}", f"--train_dir={run}",
+                       "--frame_features", "--data_cache_dir=", "--model=Logistic",
+                       f"--num_classes={NUM_CLASSES}", "--num_epochs=1", "--seed=2",
+                       "--validation_seed=1", "--quiet"]) == 0
+    prov = json.loads((run / "provenance.json").read_text())
+    assert prov["validation"] == {"carved_fraction": 0.1, "seed": 1}
+    assert held_out("--seed=2", "--validation_seed=1") == held_out("--seed=1")
+    assert held_out("--seed=2") != held_out("--seed=1")

@@ -156,6 +156,9 @@ def _optimisation_flags(p: argparse.ArgumentParser) -> None:
     o.add_argument("--early_stopping_metric", choices=METRIC_CHOICES, default="map")
     o.add_argument("--steps_per_epoch", type=int, default=None, help="cap (tests)")
     o.add_argument("--seed", type=int, default=1)
+    o.add_argument("--validation_seed", type=int, default=None,
+                   help="seed of the carved validation split (default: --seed); members "
+                        "of one ensemble that share it share one held-out split")
 
 
 def _target_flags(p: argparse.ArgumentParser) -> None:

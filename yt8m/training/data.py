@@ -58,7 +58,8 @@ def load_data(opts) -> TrainData:
         val_clips = load_clips_cached(opts.validation_data_pattern, reader,
                                       opts.data_cache_dir or None)
     else:
-        train_clips, val_clips = split_validation(clips, opts.validation_fraction, opts.seed)
+        train_clips, val_clips = split_validation(clips, opts.validation_fraction,
+                                                 opts.split_seed)
     targets, teacher = training_targets(opts, train_clips)
     data = TrainData(clips, train_clips, val_clips, time.monotonic() - t0, targets, teacher)
     logger.info("data: %d train / %d validation clips in %.1fs", len(train_clips),

@@ -74,6 +74,7 @@ class TrainOptions:
     label_smoothing: float
     steps_per_epoch: int | None
     seed: int
+    validation_seed: int | None
     start_new_model: bool
     distribution_strategy: str
     num_threads: int
@@ -83,6 +84,11 @@ class TrainOptions:
     def flags(self) -> dict[str, Any]:
         """The flags as ``model_flags.json`` records them."""
         return dataclasses.asdict(self)
+
+    @property
+    def split_seed(self) -> int:
+        """The seed that carves the validation split."""
+        return self.seed if self.validation_seed is None else self.validation_seed
 
     def command(self) -> list[str]:
         """The command line of this invocation, as provenance records it."""

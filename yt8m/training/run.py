@@ -197,7 +197,7 @@ def provenance_record(run: Setup, git: dict[str, Any], load_avg_start,
                        "skipped_malformed": data.clips.skipped,
                        **provenance.files_digest(data.clips.files)},
         "validation": ({"pattern": opts.validation_data_pattern} if opts.validation_data_pattern
-                       else {"carved_fraction": opts.validation_fraction, "seed": opts.seed}),
+                       else {"carved_fraction": opts.validation_fraction, "seed": opts.split_seed}),
         "distillation": data.teacher,
         "label_smoothing": opts.label_smoothing,
         "num_train_clips": len(data.train),
