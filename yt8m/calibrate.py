@@ -41,7 +41,6 @@ import csv
 import io
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +58,10 @@ from yt8m.bundle.format import (
     read_config,
     read_labels,
 )
-from yt8m.paths import PROJECT_ROOT
+from yt8m.paths import add_scoring_flags
 
 logger = logging.getLogger("yt8m.calibrate")
 
-DEFAULT_CACHE_DIR = PROJECT_ROOT / "runs" / "cache"
 MIN_PRECISION = 0.8
 GLOBAL_DEFAULT = 0.1
 """The application's global ranking threshold (``audio.settings.DEFAULT_THRESHOLD``,
@@ -317,9 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval_data_pattern", required=True, help="eval TFRecords (metrics only)")
     p.add_argument("--validation_bundle", default=None,
                    help="the validation twin of a bundle refit on every training clip")
-    p.add_argument("--data_cache_dir", default=str(DEFAULT_CACHE_DIR),
-                   help="decoded-data cache ('' disables)")
-    p.add_argument("--num_threads", type=int, default=os.cpu_count() or 1)
+    add_scoring_flags(p)
     return p
 
 

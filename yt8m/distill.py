@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from yt8m.paths import PROJECT_ROOT
+from yt8m.paths import add_scoring_flags
 from yt8m.training.teacher import (  # noqa: F401  (the file format, re-exported)
     TeacherScores,
     TeacherScoresError,
@@ -36,7 +35,6 @@ from yt8m.training.teacher import (  # noqa: F401  (the file format, re-exported
 )
 
 logger = logging.getLogger("yt8m.distill")
-DEFAULT_CACHE_DIR = PROJECT_ROOT / "runs" / "cache"
 
 
 def score_clips(bundle_name: str, pattern: str,
@@ -69,9 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("bundle", help="teacher bundle (name under the models dir, or path)")
     p.add_argument("--train_data_pattern", required=True, help="glob(s) of training TFRecords")
     p.add_argument("--output", required=True, help="the .npz to write")
-    p.add_argument("--data_cache_dir", default=str(DEFAULT_CACHE_DIR),
-                   help="decoded-data cache ('' disables)")
-    p.add_argument("--num_threads", type=int, default=os.cpu_count() or 1)
+    add_scoring_flags(p)
     return p
 
 

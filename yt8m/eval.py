@@ -19,9 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from yt8m.paths import PROJECT_ROOT
+from yt8m.paths import add_scoring_flags
 
-DEFAULT_CACHE_DIR = PROJECT_ROOT / "runs" / "cache"
 METRIC_ROWS = (("hit_at_one", "hit@1"), ("perr", "PERR"), ("gap", "GAP@20"), ("map", "mAP"),
                ("auc", "AUC"), ("d_prime", "d′"))
 
@@ -36,9 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_json", default=None, help="where to write the metrics")
     p.add_argument("--top_k", type=int, default=20, help="GAP@k")
     p.add_argument("--reader_on_error", choices=("skip", "raise"), default="skip")
-    p.add_argument("--data_cache_dir", default=str(DEFAULT_CACHE_DIR),
-                   help="decoded-data cache ('' disables)")
-    p.add_argument("--num_threads", type=int, default=os.cpu_count() or 1)
+    add_scoring_flags(p)
     return p
 
 

@@ -9,10 +9,23 @@ modules.
 
 from __future__ import annotations
 
+import argparse
+import os
 from pathlib import Path
 
 from vggish.environment import MODELS_DIR_ENV, models_dir
 
-__all__ = ["MODELS_DIR_ENV", "PROJECT_ROOT", "models_dir"]
+__all__ = ["DEFAULT_CACHE_DIR", "MODELS_DIR_ENV", "PROJECT_ROOT", "add_scoring_flags",
+           "models_dir"]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE_DIR = PROJECT_ROOT / "runs" / "cache"
+"""The decoded-data cache of every command that reads AudioSet TFRecords."""
+
+
+def add_scoring_flags(p: argparse.ArgumentParser) -> None:
+    """``--data_cache_dir`` and ``--num_threads``, as every command that decodes and
+    scores AudioSet TFRecords takes them (eval, calibrate, distill)."""
+    p.add_argument("--data_cache_dir", default=str(DEFAULT_CACHE_DIR),
+                   help="decoded-data cache ('' disables)")
+    p.add_argument("--num_threads", type=int, default=os.cpu_count() or 1)

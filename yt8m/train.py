@@ -42,6 +42,7 @@ import logging
 import os
 import sys
 
+from yt8m.paths import DEFAULT_CACHE_DIR
 from yt8m.training import TrainError
 from yt8m.training.callbacks import cross_entropy, cross_entropy_np, scalar_metadata
 from yt8m.training.checkpoints import (
@@ -56,7 +57,6 @@ from yt8m.training.checkpoints import (
 )
 from yt8m.training.data import make_eval_dataset, make_train_dataset
 from yt8m.training.options import (
-    DEFAULT_CACHE_DIR,
     HPARAM_FLAGS,
     METRIC_CHOICES,
     TrainOptions,

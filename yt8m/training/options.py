@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yt8m.paths import PROJECT_ROOT
 from yt8m.training import TrainError
 from yt8m.training.checkpoints import PROVENANCE_FILE
 
-DEFAULT_CACHE_DIR = PROJECT_ROOT / "runs" / "cache"
 METRIC_CHOICES = ("map", "hit_at_one", "gap", "auc", "loss")
 HPARAM_FLAGS = ("l2_penalty", "lstm_cells", "lstm_layers", "moe_num_mixtures", "dbof_cluster_size",
                 "dbof_hidden_size", "dbof_activation", "iterations", "hidden_size",
