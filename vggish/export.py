@@ -365,7 +365,8 @@ def build_parser(prog: str = "python -m vggish.export",
                                 "its eval mAP is within 0.01 of the ensemble's)"
                                 if with_bundles else f" (with `{APPLICATION_COMMAND}`)"))
     parser.add_argument("--skip_vggish", action="store_true",
-                        help="only export the classifier bundle given with --model")
+                        help="only export the classifier bundle (--model"
+                             + (", else the edge bundle)" if with_bundles else ")"))
     return parser
 
 
