@@ -199,7 +199,7 @@ def test_edge_bundle_rule_reads_the_published_figures(tmp_path):
 
 def test_run_without_model_uses_the_edge_export_only_when_default_has_none(tmp_path,
                                                                         monkeypatch):
-    from yt8m.bundle import litert
+    from yt8m.bundle import loader
 
     models = tmp_path / "models"
     _published(models, edge.DEFAULT_BUNDLE, 0.30)
@@ -207,17 +207,26 @@ def test_run_without_model_uses_the_edge_export_only_when_default_has_none(tmp_p
     monkeypatch.setenv("AUDIO_ANALYSIS_MODELS_DIR", str(models))
     monkeypatch.delenv("AUDIO_ANALYSIS_MODEL", raising=False)
     exported: set[str] = set()
-    monkeypatch.setattr(litert, "find_bundle_export",
-                        lambda p: p / "x.tflite" if p.name in exported else None)
-    assert edge.default_bundle_for_run(None) is None  # no export: the default via TF
+    looked_up: list[str] = []
+
+    def find(p: Path) -> Path | None:
+        looked_up.append(p.name)
+        return p / "x.tflite" if p.name in exported else None
+
+    monkeypatch.setattr(loader, "find_bundle_export", find)
+    default, student = models / edge.DEFAULT_BUNDLE, models / edge.STUDENT_BUNDLE
+    assert loader.choose_runtime(None) == (default, None)  # no export: the default via TF
     exported.add(edge.STUDENT_BUNDLE)
-    assert edge.default_bundle_for_run(None) == models / edge.STUDENT_BUNDLE
-    assert edge.default_bundle_for_run("mine") == "mine"  # asked for: unchanged
+    assert loader.choose_runtime(None) == (student, student / "x.tflite")
+    assert loader.choose_runtime("mine") == (models / "mine", None)  # asked for: unchanged
     exported.add(edge.DEFAULT_BUNDLE)
-    assert edge.default_bundle_for_run(None) is None  # the default's own export wins
+    looked_up.clear()
+    assert loader.choose_runtime(None) == (default, default / "x.tflite")  # its own wins
+    assert looked_up == [edge.DEFAULT_BUNDLE]  # each export looked up (hashed) once
     exported.discard(edge.DEFAULT_BUNDLE)
+    assert loader.choose_runtime(None, prefer_tflite=False) == (default, None)
     monkeypatch.setenv("AUDIO_ANALYSIS_MODEL", "other")
-    assert edge.default_bundle_for_run(None) is None
+    assert loader.choose_runtime(None) == (models / "other", None)
 
 
 def test_validation_seed_holds_out_another_seeds_split(yt8m_data, tmp_path):

@@ -115,12 +115,7 @@ def load_train_clips(pattern: str, config: dict[str, Any], cache_dir: str | None
     """``bal_train`` decoded as training decoded it (same reader settings, same cache)."""
     from yt8m.reader import ReaderConfig, load_clips_cached
 
-    inp = config["input"]
-    reader = ReaderConfig(feature_name=inp.get("feature_name", "audio_embedding"),
-                          feature_size=int(inp["feature_size"]),
-                          num_classes=int(config["num_classes"]),
-                          max_frames=int(inp["max_frames"]))
-    return load_clips_cached(pattern, reader, cache_dir or None)
+    return load_clips_cached(pattern, ReaderConfig.for_bundle(config), cache_dir or None)
 
 
 def carve(clips, split: Split, where: Path):

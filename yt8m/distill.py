@@ -47,11 +47,7 @@ def score_clips(bundle_name: str, pattern: str,
     from yt8m.reader import ReaderConfig, load_clips_cached
 
     bundle = load_keras_bundle(bundle_name)
-    inp = bundle.config["input"]
-    reader = ReaderConfig(feature_name=inp.get("feature_name", "audio_embedding"),
-                          feature_size=int(inp["feature_size"]), num_classes=bundle.num_classes,
-                          max_frames=int(inp["max_frames"]))
-    clips = load_clips_cached(pattern, reader, cache_dir or None)
+    clips = load_clips_cached(pattern, ReaderConfig.for_bundle(bundle.config), cache_dir or None)
     scores = bundle.predict(clips.frames, clips.num_frames)
     meta = {"teacher": bundle.name, "teacher_path": str(bundle.path),
             "teacher_fingerprint": fingerprint(bundle.path),

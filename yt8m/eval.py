@@ -63,12 +63,8 @@ def evaluate_predictor(predictor, pattern: str, on_error: str = "skip",
     from yt8m import metrics
     from yt8m.reader import ReaderConfig, load_clips_cached
 
-    inp = predictor.config["input"]
-    reader = ReaderConfig(feature_name=inp.get("feature_name", "audio_embedding"),
-                          feature_size=int(inp["feature_size"]),
-                          num_classes=predictor.num_classes,
-                          max_frames=int(inp["max_frames"]), on_error=on_error)
-    clips = load_clips_cached(pattern, reader, cache_dir or None)
+    clips = load_clips_cached(pattern, ReaderConfig.for_bundle(predictor.config, on_error),
+                              cache_dir or None)
     t0 = time.monotonic()
     scores = predictor.predict(clips.frames, clips.num_frames)
     predict_seconds = time.monotonic() - t0

@@ -70,6 +70,15 @@ class ReaderConfig:
     max_frames: int = MAX_FRAMES
     on_error: str = "skip"  # or "raise"
 
+    @classmethod
+    def for_bundle(cls, config: dict, on_error: str = "skip") -> ReaderConfig:
+        """The reader a bundle's ``config.json`` asks for: its input contract and class
+        count (what eval, calibration and distillation decode the records with)."""
+        inp = config["input"]
+        return cls(feature_name=inp.get("feature_name", FEATURE_NAME),
+                   feature_size=int(inp["feature_size"]), num_classes=int(config["num_classes"]),
+                   max_frames=int(inp["max_frames"]), on_error=on_error)
+
     def __post_init__(self) -> None:
         if self.on_error not in ("skip", "raise"):
             raise ValueError(f"on_error must be 'skip' or 'raise', not {self.on_error!r}")

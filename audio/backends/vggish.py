@@ -65,17 +65,16 @@ class VGGishBackend:
         # The classifier bundle is checked before the slow VGGish build, so that a wrong
         # --model fails in a fraction of a second.
         from yt8m.bundle import BundleError, load_classifier, locate_bundle
-        from yt8m.bundle.edge import default_bundle_for_run
 
-        bundle_path = locate_bundle(default_bundle_for_run(self._model_name))
+        locate_bundle(self._model_name)
         postprocessor = Postprocessor(pca)
         # TensorFlow-free when possible: a custom numpy head or a TFLite export of the
         # bundle, and a TFLite export of this very checkpoint (``python -m audio.export``).
         from vggish.export import load_embedder
 
-        bundle = load_classifier(bundle_path)
+        bundle = load_classifier(self._model_name)  # no --model: maybe the edge bundle
         if getattr(bundle, "embedding", "vggish") != "vggish":
-            raise BundleError(f"classifier {bundle_path} was trained on "
+            raise BundleError(f"classifier {bundle.path} was trained on "
                               f"{bundle.embedding} embeddings; use it with --backend yamnet")
         self._vggish = load_embedder(checkpoint, batch=self._batch_size)
         self._postprocessor = postprocessor

@@ -10,21 +10,17 @@ each time, never fixed in code, so retraining either bundle can flip it.
 Where it applies: ``python -m audio.export`` without ``--model`` exports the edge bundle,
 and a run without ``--model`` (nor ``$AUDIO_ANALYSIS_MODEL``) uses the default bundle's
 TFLite export when there is one, else the edge bundle's, else the default bundle through
-TensorFlow (:func:`default_bundle_for_run`).
+TensorFlow (``yt8m.bundle.loader.choose_runtime``).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from vggish.environment import MODEL_ENV, env_value
 from yt8m.bundle.format import DEFAULT_BUNDLE, METRICS_FILE, resolve_bundle_path
-
-logger = logging.getLogger(__name__)
 
 STUDENT_BUNDLE = "audioset-student-v1"
 """The distilled single-model bundle (``make results``), the edge candidate."""
@@ -64,21 +60,3 @@ def edge_bundle(models_dir: str | os.PathLike[str] | None = None) -> EdgeChoice:
     return EdgeChoice(default, f"{student.name} eval mAP {small:.4f} is more than "
                                f"{EDGE_MAP_TOLERANCE} below {default.name}'s {big:.4f}")
 
-
-def default_bundle_for_run(name_or_path: str | os.PathLike[str] | None) -> str | os.PathLike[str] | None:
-    """The bundle a run loads: what was asked for, unchanged; without ``--model`` nor
-    ``$AUDIO_ANALYSIS_MODEL``, the default bundle unless only the edge bundle has a
-    TFLite export that matches its files (then running needs no TensorFlow)."""
-    from yt8m.bundle.litert import find_bundle_export
-
-    if name_or_path is not None or env_value(MODEL_ENV):
-        return name_or_path
-    default = resolve_bundle_path(DEFAULT_BUNDLE)
-    if find_bundle_export(default) is not None:
-        return None
-    choice = edge_bundle()
-    if choice.path != default and find_bundle_export(choice.path) is not None:
-        logger.info("classifier: %s (its TFLite export; the edge default because %s)",
-                    choice.path.name, choice.reason)
-        return choice.path
-    return None

@@ -8,7 +8,6 @@ takes exactly the rows of its training clips.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from vggish.errors import AudioAnalysisError
+from vggish.files import sha256_file
 
 
 class TeacherScoresError(AudioAnalysisError, ValueError):
@@ -46,11 +46,7 @@ class TeacherScores:
         return self.scores[rows].astype(np.float32)
 
     def sha256(self) -> str:
-        h = hashlib.sha256()
-        with open(self.path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return h.hexdigest()
+        return sha256_file(self.path)
 
 
 def load_teacher_scores(path: str | os.PathLike[str], num_classes: int) -> TeacherScores:
