@@ -1,14 +1,14 @@
 """Model files: the registry, where they live, and a checksum-verified download.
 
-The registry lists every downloadable file with its official URL, size and sha256.
-Files are grouped: ``vggish`` (Google's checkpoint and PCA parameters) is what
-``download`` with no arguments fetches. To add a group, define its :class:`ModelFile`
-entries and add a key to :data:`GROUPS` (and to :data:`DEFAULT_GROUPS` if a plain
-``download`` should fetch it).
+The registry (``audio.model_registry``, re-exported here) lists every downloadable file
+with its official URL and the builds it is known in (size and sha256; a file published
+in two official builds, as YAMNet's is, is accepted in either). Files are grouped:
+``vggish`` (Google's checkpoint and PCA parameters) is what ``download`` with no
+arguments fetches.
 
 A download streams into ``<file>.part`` (resumed with an HTTP Range request when a
 previous attempt was interrupted; a server that ignores Range is handled by starting
-over), is checked against the registry's size and sha256, and only then renamed into
+over), is checked against the size and sha256 of the registry's builds, and only then renamed into
 place atomically. A corrupted download is deleted, never left where the loaders would
 find it. Files already present with the right checksum are skipped.
 
@@ -31,15 +31,19 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import BinaryIO, TextIO
 
 from audio.errors import AudioAnalysisError, ModelFilesError
+from audio.model_registry import DEFAULT_GROUPS as DEFAULT_GROUPS  # re-exported
+from audio.model_registry import GROUPS as GROUPS
+from audio.model_registry import VGGISH_CHECKPOINT as VGGISH_CHECKPOINT
+from audio.model_registry import VGGISH_PCA_PARAMS as VGGISH_PCA_PARAMS
+from audio.model_registry import YAMNET_CLASS_MAP as YAMNET_CLASS_MAP
+from audio.model_registry import YAMNET_TFLITE as YAMNET_TFLITE
+from audio.model_registry import Build, ModelFile
 from vggish.environment import DOWNLOAD_BASE_URL_ENV, PCA_PARAMS_ENV, model_file
-from vggish.files import VGGISH_CHECKPOINT_FILE
 from vggish.files import resolve_vggish_checkpoint as resolve_vggish_checkpoint  # re-exported
 
 log = logging.getLogger(__name__)
@@ -54,67 +58,6 @@ DEFAULT_TIMEOUT_S = 30.0
 PART_SUFFIX = ".part"
 
 
-@dataclass(frozen=True)
-class ModelFile:
-    """One downloadable file: registry name, file name on disk, official URL, checksum."""
-
-    name: str
-    filename: str
-    url: str
-    sha256: str
-    size: int
-
-    def url_for(self, base_url: str | None = None) -> str:
-        """The official URL, or ``<base_url>/<filename>`` for a mirror."""
-        return f"{base_url.rstrip('/')}/{self.filename}" if base_url else self.url
-
-
-VGGISH_CHECKPOINT = ModelFile(
-    name="VGGish checkpoint",
-    filename=VGGISH_CHECKPOINT_FILE,
-    url="https://storage.googleapis.com/audioset/vggish_model.ckpt",
-    sha256="0962b1914e3e053922d957c45bc84a78c985765641dc6bceeeb3a7d8dfecfdf6",
-    size=291_108_469,
-)
-
-VGGISH_PCA_PARAMS = ModelFile(
-    name="VGGish PCA parameters",
-    filename="vggish_pca_params.npz",
-    url="https://storage.googleapis.com/audioset/vggish_pca_params.npz",
-    sha256="4d878af3e306defbfb37095365aa7e5a6cecb86bad13e859e626151c4e6a8b9d",
-    size=73_020,
-)
-
-# YAMNet for --backend yamnet: the TFLite model Google publishes for MediaPipe's audio
-# classifier (fixed 15,600-sample input, 521 scores; label list embedded as metadata, which
-# LiteRT ignores), and the class map CSV from tensorflow/models. The shared test copy is the
-# same graph with the metadata stripped (4,078,224 bytes); both load the same way.
-YAMNET_TFLITE = ModelFile(
-    name="YAMNet TFLite model",
-    filename="yamnet.tflite",
-    url="https://storage.googleapis.com/mediapipe-models/audio_classifier/yamnet/float32/1/"
-        "yamnet.tflite",
-    sha256="4d8b4a53282dc83ef04e3e7dbc4fbc98082e34e44ed798e16c3a0cdd4c584faf",
-    size=4_126_810,
-)
-
-YAMNET_CLASS_MAP = ModelFile(
-    name="YAMNet class map",
-    filename="yamnet_class_map.csv",
-    url="https://raw.githubusercontent.com/tensorflow/models/master/research/audioset/yamnet/"
-        "yamnet_class_map.csv",
-    sha256="cdf24d193e196d9e95912a2667051ae203e92a2ba09449218ccb40ef787c6df2",
-    size=14_096,
-)
-
-GROUPS: Mapping[str, tuple[ModelFile, ...]] = MappingProxyType({
-    "vggish": (VGGISH_CHECKPOINT, VGGISH_PCA_PARAMS),
-    "yamnet": (YAMNET_TFLITE, YAMNET_CLASS_MAP),
-})
-"""Named sets of files for ``download <group>``."""
-
-DEFAULT_GROUPS: tuple[str, ...] = ("vggish",)
-"""What ``download`` without arguments fetches."""
 
 
 class DownloadError(AudioAnalysisError, RuntimeError):
@@ -190,10 +133,37 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def build_on_disk(path: Path, entry: ModelFile) -> Build | None:
+    """The known build of ``entry`` that ``path`` is (None: absent, or no known build).
+    The size is compared first, so a wrong-sized file is never hashed."""
+    if not path.is_file():
+        return None
+    size = path.stat().st_size
+    if not any(b.size == size for b in entry.known_builds):
+        return None
+    return entry.build_of(size, sha256_of(path))
+
+
 def is_verified(path: Path, entry: ModelFile) -> bool:
-    """True when ``path`` is a file with the registry's size and sha256."""
-    return (path.is_file() and path.stat().st_size == entry.size
-            and sha256_of(path) == entry.sha256)
+    """True when ``path`` is a file with the size and sha256 of an accepted build."""
+    build = build_on_disk(path, entry)
+    return build is not None and build.accepted
+
+
+def presence(path: Path, entry: ModelFile) -> str:
+    """What ``models list`` says of ``path``: absent, present and verified (which build,
+    when there are several), or present but unverified and why."""
+    if not path.is_file():
+        return "absent"
+    build = build_on_disk(path, entry)
+    if build is None:
+        size = path.stat().st_size
+        wrong = "sha256" if any(b.size == size for b in entry.known_builds) else "size"
+        return f"present, unverified: {wrong} mismatch"
+    named = f" ({build.origin})" if len(entry.known_builds) > 1 and build.origin else ""
+    if not build.accepted:
+        return f"present, unverified: a different build{named}, not accepted"
+    return f"present, verified{named}"
 
 
 class ProgressBar:
@@ -288,7 +258,7 @@ def _transfer(entry: ModelFile, url: str, part: Path, offset: int, timeout: floa
                                     f"for a resume from byte {offset}", entry, url)
             log.info("%s: resuming at byte %d", url, offset)
         with part.open("ab" if offset else "wb") as stream:
-            done = _copy(response, stream, offset, entry.size, on_progress)
+            done = _copy(response, stream, offset, entry.largest_size, on_progress)
             stream.flush()
             os.fsync(stream.fileno())
         # http.client returns a short body silently when the server hangs up early;
@@ -331,7 +301,7 @@ def download_file(entry: ModelFile, directory: Path, base_url: str | None = None
 
     url = entry.url_for(base_url)
     offset = part.stat().st_size if part.is_file() else 0
-    if offset > entry.size:
+    if offset > entry.largest_size:
         part.unlink()
         offset = 0
 
@@ -339,7 +309,7 @@ def download_file(entry: ModelFile, directory: Path, base_url: str | None = None
            if progress else None)
     done = offset
     try:
-        if offset < entry.size:
+        if offset < entry.largest_size:
             done = _transfer(entry, url, part, offset, timeout, bar.update if bar else None)
     except (urllib.error.URLError, TimeoutError, ConnectionError,
             http.client.HTTPException) as exc:
@@ -355,14 +325,26 @@ def download_file(entry: ModelFile, directory: Path, base_url: str | None = None
     # (not an interruption), so the bytes are useless; never leave them to be resumed.
     size = part.stat().st_size
     digest = sha256_of(part)
-    if size != entry.size or digest != entry.sha256:
+    build = entry.build_of(size, digest)
+    if build is None or not build.accepted:
         part.unlink()
-        raise DownloadError(f"{url}: {size} bytes with sha256 {digest}, expected {entry.size} "
-                            f"bytes with sha256 {entry.sha256}; the corrupted download was "
-                            f"deleted", entry, url)
+        raise _mismatch(entry, url, size, digest, build)
     os.replace(part, final)
     log.info("downloaded %s (%d bytes, sha256 verified)", final, size)
     return final, True
+
+
+def _mismatch(entry: ModelFile, url: str, size: int, digest: str,
+              build: Build | None) -> DownloadError:
+    """The refusal of a completed download that is no accepted build: a known build is
+    named as such, anything else is corrupted."""
+    if build is not None:
+        return DownloadError(f"{url}: {size} bytes with sha256 {digest} is a different build "
+                             f"({build.origin or 'known, not accepted'}), expected "
+                             f"{entry.accepted_text()}; the download was deleted", entry, url)
+    return DownloadError(f"{url}: {size} bytes with sha256 {digest}, expected "
+                         f"{entry.accepted_text()}; the corrupted download was deleted",
+                         entry, url)
 
 
 def download(entries: Iterable[ModelFile], directory: Path, base_url: str | None = None,
@@ -373,6 +355,9 @@ def download(entries: Iterable[ModelFile], directory: Path, base_url: str | None
     for entry in entries:
         path, fetched = download_file(entry, directory, base_url, progress, timeout)
         if report:
-            report(f"{path}: {'downloaded, sha256 verified' if fetched else 'already present, verified'}")
+            done = "downloaded, sha256 verified" if fetched else "already present, verified"
+            build = build_on_disk(path, entry) if len(entry.known_builds) > 1 else None
+            named = f" ({build.origin})" if build is not None and build.origin else ""
+            report(f"{path}: {done}{named}")
         paths.append(path)
     return paths

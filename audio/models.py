@@ -25,6 +25,7 @@ from audio.downloads import (
     download,
     is_verified,
     one_line,
+    presence,
 )
 from vggish.environment import env_value
 from yt8m.paths import models_dir
@@ -126,8 +127,7 @@ def ways_out(missing: Sequence[ModelFile], directory: Path, base_url: str | None
 def _list(directory: Path) -> int:
     for group, entries in GROUPS.items():
         for entry in entries:
-            path = directory / entry.filename
-            state = "present" if path.is_file() else "absent"
+            state = presence(directory / entry.filename, entry)
             print(f"{group:8} {entry.filename:28} {entry.size:>12,} bytes  {state}  {entry.url}")
     return 0
 

@@ -482,3 +482,68 @@ def test_make_demo_offline_stops_at_the_download(tmp_path: Path) -> None:
     assert_ways_out("\n".join(message), f"{base}/vggish_model.ckpt", tmp_path, VGGISH,
                     base_url=base)
     assert result.stdout.strip().endswith("-m audio.models download")
+
+
+# --- Each official YAMNet build (issue 23) ----------------------------------------------
+
+@pytest.mark.e2e
+def test_cli_accepts_the_tensorflow_hub_yamnet_build(server, tmp_path: Path) -> None:
+    """A mirror serving the .tflite TensorFlow Hub publishes (the build in ../shared,
+    4,078,224 bytes) is accepted, as MediaPipe's build is; ``list`` then says verified."""
+    from tests.conftest import require_shared
+
+    shared = require_shared("models", "yamnet")
+    base, served = server
+    for name in ("yamnet.tflite", "yamnet_class_map.csv"):
+        served.files[name] = (shared / name).read_bytes()
+    target = tmp_path / "m"
+    result = run_cli("download", "yamnet", "--dir", str(target), "--base-url", base)
+    assert result.returncode == 0, result.stderr
+    assert "corrupted" not in result.stderr and "Traceback" not in result.stderr
+    assert files_in(target) == ["yamnet.tflite", "yamnet_class_map.csv"]
+    assert (target / "yamnet.tflite").read_bytes() == served.files["yamnet.tflite"]
+    assert "TensorFlow Hub" in result.stdout, result.stdout
+    again = run_cli("download", "yamnet", "--dir", str(target), "--base-url", base)
+    assert again.returncode == 0 and "already present, verified" in again.stdout
+    assert len(served.log) == 2  # the second run fetched nothing
+    listing = run_cli("list", "--dir", str(target)).stdout
+    [line] = [x for x in listing.splitlines() if "yamnet.tflite" in x]
+    assert "present, verified" in line, listing
+
+
+def test_list_does_not_call_a_mismatching_file_present(tmp_path: Path) -> None:
+    """A file of the right name but wrong bytes is "present, unverified", never "present"."""
+    (tmp_path / "yamnet.tflite").write_bytes(b"not a model")
+    good = tmp_path / "yamnet_class_map.csv"
+    for directory in (PROJECT_ROOT / "models", PROJECT_ROOT.parent / "shared" / "models" / "yamnet"):
+        if (directory / good.name).is_file():
+            shutil.copy(directory / good.name, good)
+            break
+    result = run_cli("list", "--dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines()}
+    assert "present, unverified: size mismatch" in lines["yamnet.tflite"], result.stdout
+    assert " absent " in lines["vggish_model.ckpt"]
+    if good.is_file():
+        assert "present, verified" in lines["yamnet_class_map.csv"]
+    (tmp_path / "yamnet.tflite").write_bytes(b"x" * models.YAMNET_TFLITE.size)
+    lines = {line.split()[1]: line
+             for line in run_cli("list", "--dir", str(tmp_path)).stdout.splitlines()}
+    assert "present, unverified: sha256 mismatch" in lines["yamnet.tflite"]
+
+
+def test_a_known_build_that_is_not_accepted_is_named(server, blob: bytes,
+                                                     tmp_path: Path) -> None:
+    """A registry entry may know a build it does not accept: the refusal says "a
+    different build", not "corrupted"."""
+    base, served = server
+    served.files["blob.bin"] = blob
+    other = models.Build(hashlib.sha256(blob).hexdigest(), len(blob), "the int8 build",
+                         accepted=False)
+    entry = ModelFile(name="test blob", filename="blob.bin", url=f"{base}/blob.bin",
+                      sha256=hashlib.sha256(b"other").hexdigest(), size=len(blob) + 10,
+                      builds=(other,))
+    with pytest.raises(DownloadError, match=r"a different build \(the int8 build\)") as caught:
+        download_file(entry, tmp_path)
+    assert "corrupted" not in str(caught.value)
+    assert files_in(tmp_path) == []
