@@ -332,3 +332,59 @@ def test_vggish_head_round_trip_without_tensorflow(edge_models_dir: Path, custom
     assert "TF False" in run.stderr
     labels = {p["label"] for p in json.loads(run.stdout)["predictions"]}
     assert labels <= {"tone", "noise", "speech"} and labels
+
+
+# --- the README's commands, as a new user runs them (issue 23) ---------------------------
+
+
+def _train_custom(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audio.train_custom", *args],
+                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.shared
+@pytest.mark.e2e
+def test_readme_train_then_parse_by_the_folder_name(custom_data: Path, yamnet_model: Path,
+                                                    tmp_path: Path) -> None:
+    """``train_custom my_sounds/ --negative ...`` then ``parse_file.py --model my_sounds``:
+    the bundle is named after the data folder; a second run refuses to overwrite it (one
+    line, exit 3) unless ``--force``; LiteRT's XNNPACK line only with ``-v``."""
+    import os
+    import shutil
+
+    from tests.fixtures_audio import NATIVE_CHATTER
+
+    data, background = tmp_path / "my_sounds", tmp_path / "my_sounds_background"
+    shutil.copytree(custom_data / "tone", data / "tone")
+    shutil.copytree(custom_data / "noise", data / "noise")
+    shutil.copytree(custom_data / "speech", background)
+    models_dir = tmp_path / "models"
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AUDIO_ANALYSIS_QUIET_NATIVE", "TF_CPP_MIN_LOG_LEVEL")}
+    env.update(AUDIO_ANALYSIS_MODELS_DIR=str(models_dir), PYTHONPATH=str(PROJECT))
+    train = ["my_sounds/", "--negative", "my_sounds_background/", "--embedding", "yamnet",
+             "--yamnet_model", str(yamnet_model)]
+    first = _train_custom(*train, env=env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert not re.search(NATIVE_CHATTER, first.stderr, re.M), first.stderr
+    assert first.stderr == ""
+    bundle = models_dir / "my_sounds"
+    assert (bundle / "config.json").is_file(), first.stdout
+    assert f"--model {bundle}" in first.stdout
+    used = subprocess.run([sys.executable, str(PROJECT / "parse_file.py"), "--backend",
+                           "yamnet", "--yamnet_model", str(yamnet_model), "--model",
+                           "my_sounds", str(data / "tone" / "t3.wav")],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=180)
+    assert used.returncode == 0, used.stderr
+    assert used.stdout.startswith(("tone: ", "noise: ", "other: ")), used.stdout
+    config = (bundle / "config.json").read_bytes()
+    again = _train_custom(*train, env=env, cwd=tmp_path)
+    assert again.returncode == 3, again.stderr
+    assert again.stderr.count("\n") == 1 and "--force" in again.stderr, again.stderr
+    assert str(bundle) in again.stderr and "Traceback" not in again.stderr
+    assert again.stdout == ""  # refused before any file was read
+    assert (bundle / "config.json").read_bytes() == config
+    forced = _train_custom(*train, "--force", "--seed", "1", "-v", env=env, cwd=tmp_path)
+    assert forced.returncode == 0, forced.stderr
+    assert "XNNPACK" in forced.stderr  # -v shows the native lines
+    assert json.loads((bundle / "config.json").read_text())["head"]["seed"] == 1

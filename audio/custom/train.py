@@ -26,10 +26,15 @@ in the bundle, where the entry scripts use it when ``--threshold`` is not given,
 ``parse_file.py --model NAME --timeline --count CLASS long.wav`` counts calls with it.
 
 The result is a bundle directory ``models/<name>/`` (``config.json``, ``labels.csv``,
-``head.npz``, ``metrics.json``) that ``--model NAME`` accepts in ``parse_file.py``,
+``head.npz``, ``metrics.json``; ``<name>`` defaults to the data folder's name, with
+``-<target>`` for a detector, so ``train_custom my_sounds/`` is ``--model my_sounds``)
+that ``--model NAME`` accepts in ``parse_file.py``,
 ``capture.py`` and ``daemon.py`` (with ``--backend yamnet`` for YAMNet heads). Inference
 with it needs no TensorFlow (YAMNet always; VGGish once exported with
-``python -m audio.export``).
+``python -m audio.export``). An existing bundle is never overwritten silently: without
+``--force`` the run stops before reading any file, with one line and exit status
+:data:`EXIT_BUNDLE_EXISTS`. LiteRT's and TensorFlow's start-up lines stay off the
+terminal unless ``-v``, as in the entry scripts.
 
 This module is the command line and the order of the steps; the steps themselves live in
 ``audio.custom.data``, ``embed``, ``head`` and ``metrics``. The documented command
@@ -52,6 +57,17 @@ from audio.custom.data import Clip, TrainDataError, scan_dataset, split_clips, s
 from audio.custom.embed import Embedder, embed_clips
 from audio.custom.head import Head, fit_head
 from audio.custom.metrics import Evaluation, evaluate_detector, evaluate_multiclass
+from audio.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from audio.native import silenced_native_stderr
+from audio.settings import apply_native_output_defaults
+
+EXIT_BUNDLE_EXISTS = 3
+"""The bundle the run would write exists and ``--force`` was not given."""
+
+
+class BundleExistsError(TrainDataError):
+    """The bundle directory exists already: a second run must not replace the first
+    silently."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,8 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default=None, metavar="CLASS",
                    help="train a binary detector for this class, with a tuned threshold")
     p.add_argument("--name", default=None,
-                   help="bundle name in the models directory, or a path (default: "
-                        "custom-<embedding>[-<target>])")
+                   help="bundle name in the models directory, or a path (default: the "
+                        "data folder's name, with -<target> for a detector)")
+    p.add_argument("--force", action="store_true",
+                   help=f"replace an existing bundle of that name (without it the run "
+                        f"stops, exit status {EXIT_BUNDLE_EXISTS})")
     p.add_argument("--test_fraction", type=float, default=0.25)
     p.add_argument("--val_fraction", type=float, default=0.2)
     p.add_argument("--epochs", type=int, default=400)
@@ -87,11 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _bundle_dir(name: str | None, embedding: str, target: str | None) -> Path:
+def _bundle_dir(args: argparse.Namespace) -> Path:
+    """``--name``, else the data folder's name (``-<target>`` appended for a detector), in
+    the models directory; ``custom-<embedding>`` when the folder has no usable name."""
     from yt8m.bundle import resolve_bundle_path
 
-    default = f"custom-{embedding}" + (f"-{target}" if target else "")
-    return resolve_bundle_path(name or default)
+    folder = args.data_dir.resolve().name
+    if not folder or folder.startswith("."):
+        folder = f"custom-{args.embedding}"
+    default = folder + (f"-{args.target}" if args.target else "")
+    return resolve_bundle_path(args.name or default)
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -100,6 +124,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise TrainDataError("--test_fraction and --val_fraction must be in (0, 1)")
     if args.hidden < 1 and args.head == "mlp":
         raise TrainDataError("--hidden must be positive")
+    out = _bundle_dir(args)
+    if out.exists() and not args.force:
+        raise BundleExistsError(f"{out} exists (a bundle trained before?): pass --force to "
+                                f"replace it, or --name for another")
 
 
 def _hidden_units(args: argparse.Namespace) -> int:
@@ -138,7 +166,7 @@ def _export(args: argparse.Namespace, names: list[str], clips: Sequence[Clip], h
     from yt8m.bundle import BundleWriter, save_head
 
     binary = args.target is not None
-    out = _bundle_dir(args.name, args.embedding, args.target)
+    out = _bundle_dir(args)
     save_head(out, name=out.name, embedding=args.embedding,
               mode="detector" if binary else "multiclass", labels=names,
               mean=head.mean, scale=head.scale, layers=[(w, b) for w, b in head.layers],
@@ -163,8 +191,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.time()
     names, clips = scan_dataset(args.data_dir, args.negative, args.target, args.negative_label)
     train, val, test = split_clips(clips, args.test_fraction, args.val_fraction, args.seed)
-    embedder = Embedder(args.embedding, args.vggish_checkpoint, args.pca_params,
-                        args.yamnet_model)
+    with silenced_native_stderr():  # LiteRT's and TensorFlow's start-up lines
+        embedder = Embedder(args.embedding, args.vggish_checkpoint, args.pca_params,
+                            args.yamnet_model)
     feats = embed_clips(embedder, clips)
     print(f"{len(clips)} files, {sum(f.shape[0] for f in feats.values())} frames of "
           f"{args.embedding} embeddings ({time.time() - t0:.1f} s); split by file: "
@@ -180,6 +209,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    apply_native_output_defaults(args.verbose)  # before TensorFlow is imported
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     from audio.backends.yamnet import YamnetError, YamnetFilesMissingError
@@ -189,10 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         run(args)
+    except BundleExistsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BUNDLE_EXISTS
     except (TrainDataError, AudioFileError, HeadError, YamnetError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except (MissingModelFilesError, YamnetFilesMissingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILURE
+    return EXIT_OK
