@@ -1,5 +1,6 @@
 """``parse_file.py --plot out.png``: the log-mel spectrogram, and beneath it the scores of
-the top classes over time, for people who would rather look than read.
+the listened sounds and the top classes over time, for people who would rather look than
+read.
 
 The spectrogram is VGGish's own front end (64 mel bands, 125 Hz to 7.5 kHz, 10 ms hop,
 ``ln(mel + 0.01)``), computed block by block from the file so that long recordings stay in
@@ -7,6 +8,12 @@ bounded memory; for display it is max-pooled in time to at most ``MAX_COLUMNS`` 
 (a brief event stays visible instead of being averaged away). The lower panel draws each
 timeline window's score as a step over the window's span (windows overlap for YAMNet:
 the step is drawn at the window's centre hop), with the decision threshold dashed.
+
+The sounds asked for (``--listen``, ``--events``, ``--count``) are always drawn, first,
+each as the max of its classes' scores (what the detector follows) with its own effective
+threshold dotted, and each of its events shaded in its colour on both panels; the best
+file-level classes fill the remaining places. A listened sound that scored low in the
+file as a whole is exactly the one the user wants to see, so ranking alone cannot choose.
 
 matplotlib is imported inside :func:`plot_file`, with the non-interactive Agg backend, so
 neither ``parse_file.py --help`` nor a run without ``--plot`` pays for it.
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -80,10 +88,51 @@ def top_class_indices(result: Any, labels: Sequence[str], k: int = TOP_CLASSES) 
     return chosen
 
 
+@dataclass(frozen=True)
+class Curve:
+    """One line of the scores panel: a listened sound (``sound`` its name, ``threshold``
+    its effective on threshold) or a class."""
+
+    label: str
+    values: np.ndarray
+    sound: str | None = None
+    threshold: float | None = None
+
+
+def curves_to_draw(result: Any, labels: Sequence[str], sounds: Sequence[Any] = (),
+                   top: int = TOP_CLASSES) -> list[Curve]:
+    """Every listened sound (``audio.sounds.Sound``: the max of its classes' scores), then
+    the best classes not part of one, up to ``top`` lines in all (more if more sounds)."""
+    scores = np.array([w.scores for w in result.timeline], dtype=np.float64)
+    out = [Curve(f"{s.name} (listened)", scores[:, list(s.indices)].max(axis=1),
+                 s.name, float(s.thresholds.on)) for s in sounds if s.indices]
+    taken = {i for s in sounds for i in s.indices}
+    others = [i for i in top_class_indices(result, labels, top + len(taken)) if i not in taken]
+    out += [Curve(labels[i], scores[:, i]) for i in others[:max(0, top - len(out))]]
+    return out
+
+
 def plot_file(out: str | os.PathLike[str], audio_path: str | os.PathLike[str], result: Any,
               labels: Sequence[str], threshold: float, title: str | None = None,
-              top: int = TOP_CLASSES) -> Path:
-    """Write the figure for one analysed file (``result`` must carry a timeline)."""
+              top: int = TOP_CLASSES, sounds: Sequence[Any] = (),
+              events: Sequence[Any] = ()) -> Path:
+    """Write the figure for one analysed file (``result`` must carry a timeline);
+    ``sounds`` are the listened ones and ``events`` their sound events."""
+    import matplotlib.pyplot as plt
+
+    fig = figure_for(audio_path, result, labels, threshold, title, top, sounds, events)
+    out = Path(out)
+    try:
+        fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def figure_for(audio_path: str | os.PathLike[str], result: Any, labels: Sequence[str],
+               threshold: float, title: str | None = None, top: int = TOP_CLASSES,
+               sounds: Sequence[Any] = (), events: Sequence[Any] = ()) -> Any:
+    """The matplotlib figure :func:`plot_file` writes (the caller closes it)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,7 +143,7 @@ def plot_file(out: str | os.PathLike[str], audio_path: str | os.PathLike[str], r
     spec, rate = log_mel_of_file(audio_path)
     shown, factor = pool_columns(spec)
     duration = max(result.duration, spec.shape[0] / rate)
-    classes = top_class_indices(result, labels, top)
+    curves = curves_to_draw(result, labels, sounds, top)
 
     fig, (ax_spec, ax_scores) = plt.subplots(
         2, 1, figsize=(11, 7), sharex=True, gridspec_kw={"height_ratios": [3, 2]},
@@ -112,10 +161,20 @@ def plot_file(out: str | os.PathLike[str], audio_path: str | os.PathLike[str], r
     # to its end), so overlapping YAMNet windows do not draw on top of each other.
     edges = np.append(starts, ends[-1])
     colours = plt.get_cmap("tab10")
-    for rank, ci in enumerate(classes):
-        values = np.array([w.scores[ci] for w in result.timeline], dtype=np.float64)
-        ax_scores.stairs(values, edges, baseline=None, color=colours(rank % 10), linewidth=1.8,
-                         label=f"{labels[ci]} ({values.max():.2f} max)")
+    for rank, curve in enumerate(curves):
+        colour = colours(rank % 10)
+        ax_scores.stairs(curve.values, edges, baseline=None, color=colour,
+                         linewidth=2.4 if curve.sound else 1.8,
+                         label=f"{curve.label} ({curve.values.max():.2f} max)")
+        if curve.sound is None:
+            continue
+        ax_scores.axhline(curve.threshold, color=colour, linestyle=":", linewidth=1.2,
+                          label=f"{curve.sound} threshold {curve.threshold:g}")
+        for event in (e for e in events if e.sound == curve.sound):
+            ax_scores.axvspan(event.start, event.end, color=colour, alpha=0.15, linewidth=0,
+                              label=f"_{curve.sound} event")
+            ax_spec.axvspan(event.start, event.end, fill=False, edgecolor=colour,
+                            linewidth=1.5, linestyle="--", label=f"_{curve.sound} event")
     ax_scores.axhline(threshold, color="0.4", linestyle="--", linewidth=1,
                       label=f"threshold {threshold:g}")
     ax_scores.set_ylim(0, 1.02)
@@ -125,7 +184,4 @@ def plot_file(out: str | os.PathLike[str], audio_path: str | os.PathLike[str], r
     ax_scores.grid(True, alpha=0.3)
     ax_scores.legend(loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8,
                      frameon=False)
-    out = Path(out)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return fig

@@ -92,3 +92,63 @@ def test_matplotlib_not_imported_without_plot() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=PROJECT, timeout=60)
     assert out.stdout.strip().splitlines()[-1] == "False"
+
+
+@pytest.mark.shared
+@pytest.mark.e2e
+def test_listened_sound_is_drawn_and_its_events_shaded(tmp_path: Path) -> None:
+    """``--listen dog`` on sirens with a bark in the middle: the dog is far from the five
+    best file-level classes, yet it is drawn (first, with its threshold) and its event is
+    shaded; a plot without listened sounds draws the five best classes as before."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Polygon, Rectangle
+
+    import parse_file
+    from audio.io import StreamResampler, read_audio, write_wav
+    from audio.pipeline import WavProcessor
+    from audio.plot import curves_to_draw, figure_for
+    from audio.settings import Settings
+    from audio.sounds import configured_sounds
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    folder = require_shared("audio", "urbansound_samples")
+    parts = []
+    for name in ("siren", "siren", "siren", "dogbark", "siren"):
+        data, rate = read_audio(folder / f"{name}.wav")
+        mono = data.mean(axis=1) if data.ndim == 2 else data
+        parts.append(StreamResampler(rate, 16000).process(mono.astype(np.float32), final=True))
+    clip = write_wav(tmp_path / "sirens-and-a-bark.wav", np.concatenate(parts), 16000)
+    args = parse_file.build_parser().parse_args(
+        ["--backend", "yamnet", "--yamnet_model", str(model), "--listen", "dog", str(clip)])
+    settings = Settings.from_args(args)
+    with WavProcessor(settings) as processor:
+        sounds = configured_sounds(settings, processor.labels,
+                                   processor.backend.class_thresholds)
+        result = processor.analyze_file(clip, timeline_window=settings.window, sounds=sounds)
+        labels = processor.labels
+    [dog] = sounds
+    best = [p.label for p in result.predictions[:5]]
+    assert not set(dog.classes) & set(best), best  # the defect: the dog was never drawn
+    [event] = [e for e in result.events if e.sound == "dog"]
+    assert 11.0 < event.start < 13.0 and 14.5 < event.end < 17.0, event
+    curves = curves_to_draw(result, labels, sounds)
+    assert [c.sound for c in curves] == ["dog", None, None, None, None]
+    assert curves[0].values.max() > 0.5 and curves[0].threshold == dog.thresholds.on
+    fig = figure_for(clip, result, labels, settings.threshold, sounds=sounds,
+                     events=result.events)
+    try:
+        ax_spec, ax_scores = fig.axes[:2]
+        legend = [t.get_text() for t in ax_scores.get_legend().get_texts()]
+        assert legend[0].startswith("dog (listened)"), legend
+        assert f"dog threshold {dog.thresholds.on:g}" in legend
+        for ax in (ax_spec, ax_scores):
+            spans = [p.get_extents() for p in ax.patches if isinstance(p, (Polygon, Rectangle))
+                     and p.get_label() == "_dog event"]
+            assert len(spans) == 1, ax.patches
+        shaded = next(p for p in ax_scores.patches if p.get_label() == "_dog event")
+        xs = shaded.get_xy()[:, 0] if isinstance(shaded, Polygon) else [shaded.get_x()]
+        assert min(xs) == pytest.approx(event.start)
+    finally:
+        plt.close(fig)
+    plain = curves_to_draw(result, labels)
+    assert [c.label for c in plain] == best

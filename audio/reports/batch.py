@@ -129,7 +129,8 @@ class _Run:
         written = self._write(report, target)
         if options.plot is not None:
             written = _plot(options.plot, path, result, processor.labels,
-                            self.settings.threshold, options.several) and written
+                            self.settings.threshold, options.several,
+                            self._sounds or ()) and written
         return written
 
     def _resolve(self, processor: Any) -> tuple[Sound, ...] | None:
@@ -204,14 +205,16 @@ def _sounds(settings: Settings, count: str | None, labels: Sequence[str],
 
 
 def _plot(out: str, path: str, result: Any, labels: Sequence[str], threshold: float,
-          several: bool) -> bool:
+          several: bool, sounds: Sequence[Sound] = ()) -> bool:
+    """The figure of one file: the listened ``sounds`` always drawn, their events shaded."""
     from audio.plot import plot_file
 
     target = Path(out)
     if several:
         target = target.with_name(f"{target.stem}-{Path(path).stem}{target.suffix or '.png'}")
     try:
-        plot_file(target, path, result, labels, threshold)
+        plot_file(target, path, result, labels, threshold, sounds=sounds,
+                  events=result.events or ())
     except OSError as exc:  # unwritable destination: the classification still stands
         print(f"error: cannot write plot {target}: {exc.strerror or exc}", file=sys.stderr)
         return False
