@@ -40,7 +40,7 @@ logger = logging.getLogger("parse_file")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parse_file.py",
-        description="Classify the sounds in audio files (any PCM wav, FLAC, OGG; any rate "
+        description="Classify the sounds in audio files (any PCM wav, FLAC, MP3, OGG; any rate "
                     "and channel count; any length), and find when the sounds you listen "
                     "for start and end.")
     parser.add_argument("files", nargs="+", metavar="FILE",

@@ -325,3 +325,36 @@ def test_watched_folder_forgets_bad_files_that_are_removed(tmp_path: Path, caplo
         f"skipping {bad}: not an audio file (unrecognised format)",
         f"skipping {bad}: no such file",
         f"skipping {bad}: not an audio file (unrecognised format)"]
+
+
+@pytest.mark.e2e
+def test_m4a_says_format_not_supported_and_how_to_convert(tmp_path: Path, good: Path,
+                                                          yamnet_model: Path) -> None:
+    """Issue 23: not "not an audio file (unrecognised format)" for an AAC recording."""
+    from tests.unsupported_formats import write_m4a
+
+    bad = write_m4a(tmp_path / "memo.m4a")
+    result = parse([bad, good], yamnet_model, tmp_path)
+    assert_one_bad_then_good(result, bad, good, "format not supported (m4a/AAC): convert it, "
+                             f"e.g. `ffmpeg -i {bad} {tmp_path / 'memo.flac'}`")
+
+
+@pytest.mark.e2e
+def test_folder_classifies_mp3_and_names_what_it_skipped(tmp_path: Path,
+                                                         yamnet_model: Path) -> None:
+    """Issue 23: a folder took .wav/.flac/.ogg/.aif only; its .mp3 were skipped silently."""
+    from tests.unsupported_formats import write_m4a
+
+    rng = np.random.default_rng(3)
+    folder = tmp_path / "memos"
+    folder.mkdir()
+    mp3 = write_test_wav(folder / "a.mp3", rng.standard_normal(2 * RATE) * 0.1, RATE,
+                         "MPEG_LAYER_III", "MP3")
+    for name in ("b.m4a", "c.m4a", "d.m4a"):
+        write_m4a(folder / name)
+    result = parse([folder], yamnet_model, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "skipped 3 files: unsupported format (.m4a)"], result.stderr
+    out = result.stdout.strip().splitlines()
+    assert len(out) == 1 and ": 0." in out[0] and mp3.exists(), out  # the ranking line

@@ -153,3 +153,89 @@ def test_mono_blocks_mix_down_then_resample(tmp_path, rng):
         streamed = np.concatenate(list(mono_blocks(reader, RATE, block_seconds=0.3)))
     expected = resampy.resample(x.astype(np.float32).mean(axis=1, dtype=np.float64), 44100, RATE)
     np.testing.assert_allclose(streamed, expected, atol=1e-6)
+
+
+# Issue 23: audio libsndfile cannot read is named, with the conversion to use; a folder
+# takes every extension the decoder reads and names what it skipped.
+
+from tests.unsupported_formats import write_m4a, write_mp4_video, write_webm_opus  # noqa: E402
+
+
+@pytest.mark.parametrize(("make", "name", "named", "convert"), [
+    (write_m4a, "song.m4a", "(m4a/AAC)", "song.flac`"),
+    (write_webm_opus, "talk.webm", "(WebM/Opus)", "talk.flac`"),
+    (write_mp4_video, "clip.mp4", "(MP4 video, H.264 with AAC audio)", "-vn"),
+])
+def test_unsupported_containers_are_named_with_the_conversion(tmp_path, make, name, named,
+                                                              convert):
+    path = make(tmp_path / name)
+    with pytest.raises(NotAudioError) as caught:  # a bad input: exit 2
+        open_audio(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: format not supported {named}: convert it, e.g. "
+                              f"`ffmpeg -i "), message
+    assert convert in message and "\n" not in message
+    assert "unrecognised" not in message
+    assert type(caught.value).__name__ == "UnsupportedFormatError"
+
+
+def test_unknown_bytes_are_still_not_an_audio_file(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("not audio\n" * 100)
+    with pytest.raises(NotAudioError, match="not an audio file"):
+        open_audio(path)
+
+
+def test_mp3_and_ogg_opus_are_read(tmp_path, rng):
+    x = _signal(rng, RATE * 2, 1)[:, 0] * 0.5
+    for name, fmt, subtype, rate in (("a.mp3", "MP3", "MPEG_LAYER_III", RATE),
+                                     ("b.opus", "OGG", "OPUS", 48000)):
+        path = write_test_wav(tmp_path / name, x, rate, subtype, fmt)
+        with open_audio(path) as reader:
+            assert reader.sample_rate == rate and reader.frames >= x.shape[0] * 0.9
+
+
+def test_folders_take_every_decodable_extension_and_name_what_they_skip(tmp_path, rng):
+    from audio.sources.files import audio_extensions, expand_audio_paths, skipped_summary
+
+    assert {".mp3", ".opus", ".caf", ".w64", ".wav", ".flac"} <= set(audio_extensions())
+    x = _signal(rng, RATE, 1)[:, 0]
+    mp3 = write_test_wav(tmp_path / "a.mp3", x, RATE, "MPEG_LAYER_III", "MP3")
+    wav = write_wav(tmp_path / "b.WAV", x, RATE)
+    for name in ("c.m4a", "d.m4a", "e.m4a"):
+        write_m4a(tmp_path / name)
+    (tmp_path / ".DS_Store").write_bytes(b"\0" * 10)
+    skipped: list = []
+    assert expand_audio_paths([tmp_path], on_skipped=skipped.append) == [mp3, wav]
+    assert sorted(p.name for p in skipped) == ["c.m4a", "d.m4a", "e.m4a"]
+    assert skipped_summary(skipped) == "skipped 3 files: unsupported format (.m4a)"
+    (tmp_path / "notes").write_text("x")
+    (tmp_path / "cover.jpg").write_text("x")
+    skipped.clear()
+    expand_audio_paths([tmp_path], on_skipped=skipped.append)
+    assert skipped_summary(skipped) == ("skipped 5 files: unsupported format (.m4a, .jpg, "
+                                        "no extension)")
+    assert skipped_summary([]) is None
+
+
+def test_batch_inputs_take_mp3_and_warn_once_about_what_they_skip(tmp_path, rng, caplog):
+    import logging
+
+    from audio.batch.inputs import expand
+
+    x = _signal(rng, RATE, 1)[:, 0]
+    (tmp_path / "sub").mkdir()
+    write_test_wav(tmp_path / "sub" / "a.mp3", x, RATE, "MPEG_LAYER_III", "MP3")
+    write_test_wav(tmp_path / "b.flac", x, RATE, "PCM_16", "FLAC")
+    write_m4a(tmp_path / "c.m4a")
+    write_m4a(tmp_path / "sub" / "d.m4a")
+    with caplog.at_level(logging.WARNING, logger="audio.batch.inputs"):
+        tasks, errors = expand([str(tmp_path)])
+    assert [t.relative for t in tasks] == ["b.flac", "sub/a.mp3"] and errors == []
+    assert caplog.messages == ["skipped 2 files: unsupported format (.m4a)"]
+    only_m4a = tmp_path / "sub2"
+    only_m4a.mkdir()
+    write_m4a(only_m4a / "e.m4a")
+    tasks, errors = expand([str(only_m4a)])
+    assert tasks == [] and errors == [(str(only_m4a), f"{only_m4a}: no audio files in this "
+                                       f"folder (skipped 1 file: unsupported format (.m4a))")]

@@ -19,14 +19,18 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from audio.batch.shards import FileTask
 from audio.errors import UsageError
+from audio.io import audio_extensions
 from audio.reports.inputs import expand_inputs
-from audio.sources.files import AUDIO_EXTENSIONS
+from audio.sources.files import skipped_summary
+
+logger = logging.getLogger(__name__)
 
 GLOB_CHARS = "*?["
 MANIFEST_PREFIX = "@"
@@ -62,7 +66,7 @@ def _prefix(pattern: str) -> str:
     return pattern[:cut].rpartition("/")[0]
 
 
-def _matched(argument: str) -> tuple[list[FileTask], str | None]:
+def _matched(argument: str, skipped: list[Path]) -> tuple[list[FileTask], str | None]:
     """Files matching a glob pattern or under a URI folder, through Beam's file systems."""
     from apache_beam.io.filesystems import FileSystems
 
@@ -74,33 +78,44 @@ def _matched(argument: str) -> tuple[list[FileTask], str | None]:
                        for m in result.metadata_list)
     except (OSError, ValueError) as exc:
         return [], f"{argument}: cannot list: {exc}"
-    found = [p for p in found if p.lower().endswith(AUDIO_EXTENSIONS)]
+    extensions = audio_extensions()
+    others = [Path(p) for p in found
+              if not p.lower().endswith(extensions) and not Path(p).name.startswith(".")]
+    found = [p for p in found if p.lower().endswith(extensions)]
     if not found:
-        return [], f"{argument}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) match"
+        summary = skipped_summary(others)
+        return [], f"{argument}: no audio files match{f' ({summary})' if summary else ''}"
+    skipped.extend(others)
     prefix = _prefix(pattern)
     return [FileTask(p, p, p[len(prefix):].lstrip("/") if prefix else p) for p in found], None
 
 
-def _local(argument: str) -> tuple[list[FileTask], list[str]]:
-    items = expand_inputs([argument], recursive=True)
+def _local(argument: str, skipped: list[Path]) -> tuple[list[FileTask], list[str]]:
+    items = expand_inputs([argument], recursive=True, skipped=skipped)
     tasks = [FileTask(i.path, i.path, i.relative.as_posix()) for i in items if i.error is None]
     return tasks, [f"{i.error}" for i in items if i.error is not None]
 
 
 def expand(arguments: Sequence[str]) -> tuple[list[FileTask], list[tuple[str, str]]]:
     """The files of ``arguments`` in order (each once), and ``(argument, message)`` for
-    each argument that names no audio file."""
+    each argument that names no audio file. Files of folders and patterns that no
+    decoder reads are named in one warning (``skipped 3 files: unsupported format
+    (.m4a)``), as ``parse_file.py`` does."""
     tasks: list[FileTask] = []
     errors: list[tuple[str, str]] = []
+    skipped: list[Path] = []
     for argument in _flatten(arguments):
         if _is_uri(argument) or any(c in argument for c in GLOB_CHARS):
-            found, error = _matched(argument)
+            found, error = _matched(argument, skipped)
             tasks += found
             errors += [(argument, error)] if error else []
         else:
-            found, problems = _local(argument)
+            found, problems = _local(argument, skipped)
             tasks += found
             errors += [(argument, message) for message in problems]
+    summary = skipped_summary(skipped)
+    if summary:
+        logger.warning("%s", summary)
     unique = list({t.path: t for t in tasks}.values())
     return _distinct_relative(unique), errors
 

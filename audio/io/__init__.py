@@ -15,8 +15,11 @@ integers divided by 2^(bits−1) (int16 / 32768, as the reference). Float data i
 through as it is (it may exceed ±1; the front end does not care), but NaN, infinity and
 float64 values beyond float32's range are refused.
 
-Other files (FLAC, OGG/Vorbis, AIFF, RF64, WAV encodings such as µ-law or ADPCM) are
-decoded with ``soundfile`` (libsndfile) when it is installed.
+Other files (FLAC, MP3, Ogg Vorbis/Opus, AIFF, CAF, RF64, WAV encodings such as µ-law or
+ADPCM) are decoded with ``soundfile`` (libsndfile). A file it refuses whose magic bytes
+show audio in another container (m4a/AAC, WebM, MP4 video, WMA...) is an
+``UnsupportedFormatError`` naming that format and the FFmpeg command converting it
+(``audio.io.formats``).
 
 Memory is bounded in bytes, not by what a header declares: blocks hold at most
 ``BLOCK_BYTES`` of decoded samples whatever the rate and channel count, and are mixed
@@ -50,9 +53,11 @@ from audio.io.errors import (
     NotAFileError,
     NotAudioError,
     UnreadableFileError,
+    UnsupportedFormatError,
     input_error,
     os_error,
 )
+from audio.io.formats import audio_extensions, read_head_and_tail, unsupported_format
 from audio.io.resample import StreamResampler
 from audio.io.wavformat import (
     WAVE_FORMAT_IEEE_FLOAT,
@@ -68,8 +73,8 @@ __all__ = [
     "BLOCK_BYTES", "MAX_CHANNELS", "MAX_SAMPLE_RATE", "AudioFileError",
     "AudioFileNotFoundError", "AudioLimitError", "AudioReader", "AudioTooShortError",
     "CorruptAudioError", "EmptyAudioError", "InvalidSamplesError", "NotAFileError",
-    "NotAudioError", "StreamResampler", "UnreadableFileError", "WavLayout",
-    "block_frames_for", "decode_pcm", "mono_blocks", "open_audio", "parse_wav_header",
+    "NotAudioError", "StreamResampler", "UnreadableFileError", "UnsupportedFormatError",
+    "WavLayout", "audio_extensions", "block_frames_for", "decode_pcm", "mono_blocks", "open_audio", "parse_wav_header",
     "read_audio", "to_int16", "write_wav",
 ]
 
@@ -266,8 +271,17 @@ def _open_soundfile(path: Path, reason: str) -> AudioReader:
     try:
         handle = soundfile.SoundFile(str(path))
     except (RuntimeError, TypeError, ValueError):
-        raise NotAudioError(f"{path}: {reason}") from None
+        raise _refused(path, reason) from None
     return _SoundFileReader(path, handle)
+
+
+def _refused(path: Path, reason: str) -> NotAudioError:
+    """libsndfile could not open ``path``: the format its bytes show, when known."""
+    with open(path, "rb") as stream:
+        found = unsupported_format(*read_head_and_tail(stream, os.fstat(stream.fileno()).st_size))
+    if found is None:
+        return NotAudioError(f"{path}: {reason}")
+    return UnsupportedFormatError(found.message(path))
 
 
 def _open_reader(path: Path) -> AudioReader:

@@ -35,6 +35,11 @@ class NotAudioError(AudioFileError):
     """The file is not in an audio format that can be decoded."""
 
 
+class UnsupportedFormatError(NotAudioError):
+    """Audio (or video) in a container or codec that cannot be decoded yet (m4a/AAC,
+    WebM/Opus, MP4 video): the message names it and the FFmpeg command converting it."""
+
+
 class CorruptAudioError(AudioFileError):
     """The file looks like audio but is truncated or its headers are inconsistent."""
 

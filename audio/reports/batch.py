@@ -29,6 +29,7 @@ from audio.reports.inputs import Input, expand_inputs, output_paths, prepare_out
 from audio.reports.writer import Count, FileReport, ReportWriter
 from audio.settings import Settings
 from audio.sounds import Sound, configured_sounds, weak_sound_warnings
+from audio.sources.files import skipped_summary
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ def classify_files(inputs: Sequence[str], settings: Settings, *, fmt: str = "tex
         raise UsageError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
     if fmt in EVENT_FORMATS and not settings.wants_events:
         settings = dataclasses.replace(settings, events=True)
-    items = expand_inputs(inputs, recursive)
+    skipped: list[Path] = []
+    items = expand_inputs(inputs, recursive, skipped)
     files = [item for item in items if item.error is None]
     targets: list[Path | None] = [None] * len(items)
     if output_dir is not None:
@@ -74,6 +76,9 @@ def classify_files(inputs: Sequence[str], settings: Settings, *, fmt: str = "tex
         what = "label track" if fmt == "audacity" else "selection table"
         raise UsageError(f"--format {fmt} writes one {what} per audio file: give one file, "
                          f"or --output_dir DIR for these {len(files)} files")
+    summary = skipped_summary(skipped)
+    if summary:  # one line for the run, before the first result; not an error
+        print(summary, file=sys.stderr)
     options = _Options(fmt, timeline, count, plot, len(items) > 1)
     return _Run(settings, options, out or sys.stdout, output_dir is None).run(items, targets)
 

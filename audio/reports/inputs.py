@@ -19,7 +19,7 @@ from pathlib import Path
 
 from audio.errors import UsageError
 from audio.reports import SUFFIXES
-from audio.sources.files import AUDIO_EXTENSIONS, expand_audio_paths
+from audio.sources.files import expand_audio_paths, skipped_summary
 
 
 class OutputDirError(UsageError):
@@ -47,29 +47,41 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _folder_inputs(argument: str, folder: Path, recursive: bool) -> list[Input]:
+def _folder_inputs(argument: str, folder: Path, recursive: bool,
+                   skipped: list[Path]) -> list[Input]:
     errors: list[OSError] = []
-    found = expand_audio_paths([folder], on_error=errors.append, recursive=recursive)
+    before = len(skipped)
+    found = expand_audio_paths([folder], on_error=errors.append, recursive=recursive,
+                               on_skipped=skipped.append)
     items = [Input(argument, Path(), f"cannot list {e.filename}: {e.strerror or e}")
              for e in errors]
     if not found and not errors:
         hint = ""
         if not recursive and any(_is_dir(child) for child in folder.iterdir()):
             hint = " (its subfolders are read with --recursive)"
+        summary = skipped_summary(skipped[before:])
         items.append(Input(argument, Path(),
-                           f"{argument}: no audio files ({', '.join(AUDIO_EXTENSIONS)}) in "
-                           f"this folder{hint}"))
+                           f"{argument}: no audio files in this folder"
+                           f"{f' ({summary})' if summary else ''}{hint}"))
+        del skipped[before:]  # said in this error: not again in the run's summary
     return items + [Input(str(Path(argument) / f.relative_to(folder)), f.relative_to(folder))
                     for f in found]
 
 
-def expand_inputs(arguments: Sequence[str], recursive: bool = False) -> list[Input]:
-    """The inputs of ``arguments``, in the order given, folders expanded (sorted)."""
+def expand_inputs(arguments: Sequence[str], recursive: bool = False,
+                  skipped: list[Path] | None = None) -> list[Input]:
+    """The inputs of ``arguments``, in the order given, folders expanded (sorted).
+
+    ``skipped`` receives the files of folders that no decoder reads (``.m4a``, ``.txt``),
+    for the run's one summary line (``audio.sources.files.skipped_summary``); a folder
+    with nothing else says so in its own error instead.
+    """
+    skipped = [] if skipped is None else skipped
     items: list[Input] = []
     for argument in arguments:
         path = Path(argument).expanduser()
         if _is_dir(path):
-            items += _folder_inputs(argument, path, recursive)
+            items += _folder_inputs(argument, path, recursive, skipped)
         else:
             items.append(Input(argument, Path(path.name)))
     return items

@@ -13,10 +13,11 @@ from audio.sources.base import (
     SourceError,
 )
 from audio.sources.files import (
-    AUDIO_EXTENSIONS,
     FileSource,
     FileStreamSource,
     expand_audio_paths,
+    require_readable_audio,
+    skipped_summary,
 )
 from audio.sources.microphone import (
     MicrophoneSource,
@@ -25,7 +26,7 @@ from audio.sources.microphone import (
 )
 
 __all__ = [
-    "AUDIO_EXTENSIONS", "TARGET_RATE", "DeviceNotFoundError", "FileSource",
-    "FileStreamSource", "MicrophoneSource", "NoInputDeviceError", "SourceError",
-    "check_input_device", "expand_audio_paths", "list_input_devices",
+    "TARGET_RATE", "DeviceNotFoundError", "FileSource", "FileStreamSource",
+    "MicrophoneSource", "NoInputDeviceError", "SourceError", "check_input_device",
+    "expand_audio_paths", "list_input_devices", "require_readable_audio", "skipped_summary",
 ]

@@ -8,19 +8,28 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from audio.io import AudioFileError, AudioTooShortError, mono_blocks, open_audio
+from audio.io import (
+    AudioFileError,
+    AudioTooShortError,
+    audio_extensions,
+    mono_blocks,
+    open_audio,
+)
 from audio.loop import AudioWindow
 from audio.settings import DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import TARGET_RATE, SourceError
 
 logger = logging.getLogger(__name__)
 
-AUDIO_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".aiff", ".aif")
+SKIPPED_EXTENSIONS_SHOWN = 5
+"""At most this many distinct endings are named in the summary of skipped files."""
+
 
 def _is_dir(path: Path) -> bool:
     try:
@@ -31,15 +40,20 @@ def _is_dir(path: Path) -> bool:
 
 def expand_audio_paths(paths: Iterable[str | Path],
                        on_error: Callable[[OSError], None] | None = None,
-                       recursive: bool = True) -> list[Path]:
+                       recursive: bool = True,
+                       on_skipped: Callable[[Path], None] | None = None) -> list[Path]:
     """Files as given; directories expanded to their audio files (sorted), with their
     subfolders' unless ``recursive`` is False (``parse_file.py DIR`` without
     ``--recursive``; a watched folder of the daemon is always walked whole).
 
-    Files are chosen by extension without being opened, so an unreadable one is still
-    listed (and reported when it is read); a directory that cannot be listed is passed to
-    ``on_error`` and skipped. Symbolic links to directories are not followed (no loops).
+    Files are chosen by extension without being opened (every format the decoder reads:
+    ``audio.io.audio_extensions``), so an unreadable one is still listed (and reported
+    when it is read); every other file of a directory is passed to ``on_skipped``
+    (hidden files such as ``.DS_Store`` are not), for :func:`skipped_summary`. A
+    directory that cannot be listed is passed to ``on_error`` and skipped. Symbolic
+    links to directories are not followed (no loops).
     """
+    extensions = audio_extensions()
     out: list[Path] = []
     for item in paths:
         path = Path(item).expanduser()
@@ -51,10 +65,52 @@ def expand_audio_paths(paths: Iterable[str | Path],
             if not recursive:
                 dirs.clear()
             dirs.sort()
-            found.extend(Path(root) / name for name in files
-                         if name.lower().endswith(AUDIO_EXTENSIONS))
+            for name in sorted(files):
+                if name.lower().endswith(extensions):
+                    found.append(Path(root) / name)
+                elif on_skipped is not None and not name.startswith("."):
+                    on_skipped(Path(root) / name)
         out.extend(sorted(found))
     return out
+
+
+def skipped_summary(skipped: Sequence[Path]) -> str | None:
+    """``skipped 3 files: unsupported format (.m4a)``: one line for the files a folder
+    held but no decoder reads, their endings most frequent first; None for none."""
+    if not skipped:
+        return None
+    counts = Counter(p.suffix.lower() or "no extension" for p in skipped)
+    names = [name for name, _ in counts.most_common(SKIPPED_EXTENSIONS_SHOWN)]
+    more = ", ..." if len(counts) > len(names) else ""
+    files = "file" if len(skipped) == 1 else "files"
+    return f"skipped {len(skipped)} {files}: unsupported format ({', '.join(names)}{more})"
+
+
+def require_readable_audio(paths: Sequence[Path]) -> None:
+    """Raise ``SourceError`` in one line unless some file of ``paths`` (folders
+    expanded) opens as audio: checked before ``daemon.py --source`` starts anything,
+    since a stream of nothing would only fail once the web page is up."""
+    unlistable: list[OSError] = []
+    skipped: list[Path] = []
+    failures: list[str] = []
+    for path in expand_audio_paths(paths, on_error=unlistable.append,
+                                   on_skipped=skipped.append):
+        try:
+            with open_audio(path):
+                return
+        except AudioFileError as exc:
+            failures.append(str(exc))
+    reasons = [f"cannot list {e.filename}: {(e.strerror or str(e)).lower()}"
+               for e in unlistable[:1]]
+    if failures:
+        others = f" and {len(failures) - 1} more" if len(failures) > 1 else ""
+        reasons.append(f"{failures[0]}{others}")
+    summary = skipped_summary(skipped)
+    if summary:
+        reasons.append(summary)
+    names = ", ".join(str(p) for p in paths)
+    raise SourceError(f"no readable audio in {names}"
+                      + (f" ({'; '.join(reasons)})" if reasons else " (no files)"))
 
 
 def _signature(path: Path) -> tuple[object, ...]:
