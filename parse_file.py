@@ -13,7 +13,9 @@ layout are described in ``audio.reports``). Exit codes: 0 all files classified; 
 could not be read (the others are still processed), a folder holds no audio file, or a
 usage error (flags that do not fit together, an unknown sound, a bad groups file, an
 unwritable output folder); 1 the model files are missing or broken (the message says
-which and how to get them); 130 Ctrl-C (at any moment, without a traceback). Models are
+which and how to get them); 130 Ctrl-C (at any moment, without a traceback); 141 the
+output pipe was closed (``parse_file.py DIR | head -1``: the run stops at once, quietly,
+as a Unix tool stopped by SIGPIPE; ``set -o pipefail`` sees it as such). Models are
 imported and loaded only once a file needs them, so ``--help`` is instant; what
 TensorFlow and LiteRT print while they load is shown only with ``-v``.
 """
@@ -22,10 +24,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
-from audio.errors import AudioAnalysisError, exit_code
+from audio.errors import EXIT_BROKEN_PIPE, AudioAnalysisError, exit_code
 from audio.reports import EVENT_FORMATS, FORMATS
 from audio.settings import (
     AGGREGATE_CHOICES,
@@ -94,6 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AudioAnalysisError as exc:  # settings, model files, names, the output folder
         print(f"error: {exc}", file=sys.stderr)
         return exit_code(exc)
+    except BrokenPipeError:  # the reader is gone (| head): nobody to tell, nothing to do
+        _discard_output()
+        return EXIT_BROKEN_PIPE
+
+
+def _discard_output() -> None:
+    """Point stdout and stderr at /dev/null, so that the interpreter's last flush of what
+    they still buffer does not fail again ("Exception ignored ... BrokenPipeError")."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (AttributeError, OSError, ValueError):
+            pass  # not a real file (tests' captured streams)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

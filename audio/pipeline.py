@@ -42,7 +42,7 @@ import itertools
 import logging
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,11 +335,30 @@ class WavProcessor:
 
     def analyze_file(self, path: str | os.PathLike[str],
                      timeline_window: float | None = None,
-                     sounds: Sequence[Sound] | None = None) -> AnalysisResult:
+                     sounds: Sequence[Sound] | None = None,
+                     progress: Callable[[float, float], None] | None = None
+                     ) -> AnalysisResult:
         """A file of any supported format and length, streamed in blocks (bounded memory).
 
+        ``progress(seconds_done, duration)`` is called before the first block and after
+        each (``parse_file.py``'s progress bar on a terminal).
         Raises ``audio.io.AudioFileError`` subclasses for unusable files.
         """
         with open_audio(Path(path)) as reader:
-            blocks = mono_blocks(reader, self.backend.sample_rate, BLOCK_SECONDS)
+            blocks: Iterable[np.ndarray] = mono_blocks(reader, self.backend.sample_rate,
+                                                       BLOCK_SECONDS)
+            if progress is not None:
+                blocks = _reporting(blocks, self.backend.sample_rate, reader.duration,
+                                    progress)
             return self._stream(blocks, reader.duration, timeline_window, sounds, str(path))
+
+
+def _reporting(blocks: Iterable[np.ndarray], rate: int, duration: float,
+               progress: Callable[[float, float], None]) -> Iterator[np.ndarray]:
+    """``blocks``, calling ``progress`` with the seconds consumed so far."""
+    done = 0
+    progress(0.0, duration)
+    for block in blocks:
+        yield block
+        done += block.shape[0]
+        progress(min(done / rate, duration), duration)

@@ -261,3 +261,98 @@ def test_short_input_is_classified_and_said_padded(clips, app_model_env):
     assert short["file"] == str(clips["short"]) and short["duration"] == 0.5
     assert short["padded"] is True and short["predictions"]
     assert "padded" not in long  # only said when it happened
+
+
+# Issue 23: a closed pipe ends the run quietly; a progress bar for long inputs, on a
+# terminal only.
+
+
+@pytest.fixture(scope="module")
+def yamnet_args() -> list[str]:
+    from tests.conftest import require_shared
+
+    return ["--backend", "yamnet", "--yamnet_model",
+            str(require_shared("models", "yamnet", "yamnet.tflite"))]
+
+
+@pytest.mark.e2e
+def test_a_closed_pipe_ends_the_run_quietly_with_141(tmp_path, yamnet_args):
+    """``parse_file.py DIR | head -1`` ended with a BrokenPipeError traceback, exit 1."""
+    rng = np.random.default_rng(9)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(40):
+        write_wav(folder / f"{i:02d}.wav", rng.standard_normal(RATE) * 0.1, RATE)
+    command = " ".join([sys.executable, str(SCRIPT), *yamnet_args, str(folder)])
+    result = subprocess.run(["bash", "-c", f"{command} 2>{tmp_path / 'err'} | head -1; "
+                             "echo \"exit ${PIPESTATUS[0]}\""],
+                            capture_output=True, text=True, timeout=300, env=script_env(),
+                            cwd=PROJECT)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith(f"{folder / '00.wav'}: "), result.stdout
+    stderr = (tmp_path / "err").read_text()
+    assert lines[1] == "exit 141", (lines, stderr)
+    assert stderr == "", stderr  # no traceback, no "Exception ignored"
+
+
+def _long_recording(path: Path, seconds: float) -> Path:
+    rng = np.random.default_rng(4)
+    return write_wav(path, rng.standard_normal(int(seconds * RATE)).astype(np.float32) * 0.05,
+                     RATE)
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_progress_bar_on_a_terminal_only_for_long_inputs(tmp_path, yamnet_args):
+    """A 2-hour file showed nothing for two minutes; piped, stderr must stay clean."""
+    import os
+    import pty
+    import threading
+    import time
+
+    long = _long_recording(tmp_path / "long.wav", 6 * 60 + 5)
+    command = [sys.executable, str(SCRIPT), *yamnet_args, str(long)]
+    master, slave = pty.openpty()
+    seen = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO once the child closed the terminal
+                return
+            if not chunk:
+                return
+            seen.extend(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    started = time.perf_counter()
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=slave, env=script_env(),
+                          cwd=PROJECT, text=True) as proc:
+        os.close(slave)
+        out, _ = proc.communicate(timeout=600)
+    elapsed = time.perf_counter() - started
+    reader.join(10)
+    os.close(master)
+    terminal = seen.decode("utf-8", "replace")
+    print(f"6-minute file on a terminal: {elapsed:.1f} s; terminal output {terminal!r:.200}")
+    assert proc.returncode == 0 and ": 0." in out, (out, terminal)
+    assert "long.wav" in terminal and re.search(r"\d+%", terminal), terminal
+    assert re.search(r"\d+:\d\d/6:05", terminal), terminal  # audio done / total
+    assert terminal.rstrip("\r\n ").endswith("\x1b[K") or "\r" in terminal
+    piped = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                           env=script_env(), cwd=PROJECT)
+    assert piped.returncode == 0 and piped.stderr == "", piped.stderr
+    short = _long_recording(tmp_path / "short.wav", 60)
+    master, slave = pty.openpty()
+    seen.clear()
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    with subprocess.Popen([*command[:-1], str(short)], stdout=subprocess.PIPE, stderr=slave,
+                          env=script_env(), cwd=PROJECT, text=True) as proc:
+        os.close(slave)
+        proc.communicate(timeout=600)
+    reader.join(10)
+    os.close(master)
+    assert proc.returncode == 0 and seen == b"", bytes(seen)  # a minute: no bar

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from audio.errors import EXIT_OK, EXIT_USAGE, BadAudioError, UsageError
 from audio.reports import EVENT_FORMATS, FORMATS
 from audio.reports.inputs import Input, expand_inputs, output_paths, prepare_output_dir
+from audio.reports.progress import AudioProgress
 from audio.reports.writer import Count, FileReport, ReportWriter
 from audio.settings import Settings
 from audio.sounds import Sound, configured_sounds, weak_sound_warnings
@@ -120,13 +121,17 @@ class _Run:
         """Classify and report one file; False when it could not be read or reported."""
         options = self.options
         need_windows = options.timeline or options.plot is not None
+        bar = AudioProgress(Path(path).name, sys.stderr)  # long inputs, on a terminal
         try:
             result = processor.analyze_file(
                 path, timeline_window=self.settings.window if need_windows else None,
-                sounds=self._resolve(processor))
+                sounds=self._resolve(processor), progress=bar)
         except BadAudioError as exc:
+            bar.close()
             self._error(path, str(exc))
             return False
+        finally:
+            bar.close()
         if result.padded:
             logger.info("%s: %.3f s, shorter than one frame: zero-padded", path,
                         result.duration)
