@@ -26,7 +26,8 @@ loading is kept off the terminal unless ``-v``.
 
 Exit codes: 0 stopped by SIGTERM (a service manager's stop) or ``--once`` done; 1 no
 usable microphone, or the audio source failed while running; 2 usage error, unusable
-configuration, unknown ``--device``, model files missing/broken, or the event store
+configuration, unknown ``--device``, a ``--source`` without readable audio, model files
+missing/broken, or the event store
 unusable or held by another daemon; 130 Ctrl-C, at any
 moment (after finishing the queued windows when it comes while running; no traceback).
 """
@@ -206,6 +207,18 @@ def _check_microphone(device: str | None) -> None:
                          EXIT_NO_MICROPHONE) from None
 
 
+def _check_readable(sources: list[Path]) -> None:
+    """Raise ``StartError`` unless some ``--source`` file opens as audio: a folder of
+    nothing readable is one line and exit 2, before the web interface starts, with or
+    without ``--once``."""
+    from audio.sources import SourceError, require_readable_audio
+
+    try:
+        require_readable_audio(sources)
+    except SourceError as error:
+        raise StartError(str(error)) from None
+
+
 def _checked_inputs(args: argparse.Namespace) -> tuple[Settings, list[Path]]:
     """The settings and the ``--source`` paths, once the flags and the audio input are
     known to be usable (``StartError`` otherwise): checked before anything starts."""
@@ -223,7 +236,9 @@ def _checked_inputs(args: argparse.Namespace) -> tuple[Settings, list[Path]]:
     for path in sources:
         if not path.exists():
             raise StartError(f"--source {path}: no such file or directory")
-    if not sources:
+    if sources:
+        _check_readable(sources)
+    else:
         _check_microphone(args.device)
     return settings, sources
 
@@ -345,7 +360,8 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
         processor.close()
         sink.close(timeout=0)
         return _fail(str(error))
-    log = LogSink(logger, predictions=not args.quiet)  # one line per prediction, as the original
+    log = LogSink(logger, predictions=not args.quiet,  # one line per prediction, as the
+                  name_source=bool(sources))  # original, naming the file with --source
     loop = ProcessingLoop(source, processor,
                           [log, _FlushingSink(sink, FLUSH_SECONDS), home],
                           events=events, store=db, detection=home.detection)

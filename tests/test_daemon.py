@@ -427,3 +427,56 @@ def test_sigterm_exits_within_5_s_with_an_event_stream_open(tmp_path, model_args
         for sock in streams:
             sock.close()
         daemon.stop()
+
+
+# Issue 23: an unreadable --source is refused before anything starts; the per-window log
+# line names the file it is about.
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("once", [False, True])
+def test_source_without_readable_audio_fails_before_the_server_starts(tmp_path, once):
+    from tests.conftest import require_shared
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    folder = tmp_path / "nothing"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("not audio\n")
+    (folder / "broken.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
+                             "--port", "0", "--source", str(folder), "--no_realtime",
+                             "--backend", "yamnet", "--yamnet_model", str(model),
+                             *(["--once"] if once else [])],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "web interface on" not in result.stderr
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"daemon.py: error: no readable audio in {folder} ("), lines
+    assert "broken.wav" in lines[0] and "skipped 1 file: unsupported format (.txt)" in lines[0]
+
+
+@pytest.mark.e2e
+def test_each_prediction_line_names_its_file(tmp_path):
+    """With --source DIR every file restarts at 0.00 s: the line must say which one."""
+    import numpy as np
+
+    from audio.io import write_wav
+    from tests.conftest import require_shared
+
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    folder = tmp_path / "clips"
+    (folder / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(2)
+    for name in ("a.wav", "sub/b.wav"):
+        write_wav(folder / name, rng.standard_normal(32000) * 0.1, 16000)
+    result = subprocess.run([sys.executable, str(DAEMON), "--config", str(tmp_path / "c.json"),
+                             "--port", "0", "--source", str(folder), "--once",
+                             "--no_realtime", "--min_time", "1", "--threshold", "0",
+                             "--backend", "yamnet", "--yamnet_model", str(model)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = re.findall(r" daemon: Predictions \[(\S+) (\d+\.\d\d)-(\d+\.\d\d) s\]: \w",
+                       result.stderr)
+    assert found == [("a.wav", "0.00", "1.00"), ("a.wav", "1.00", "2.00"),
+                     ("b.wav", "0.00", "1.00"), ("b.wav", "1.00", "2.00")], result.stderr

@@ -4,6 +4,7 @@ one line per sound event start and end."""
 from __future__ import annotations
 
 import logging
+from pathlib import PurePath
 
 from audio.events import Event, SoundEvent
 
@@ -32,19 +33,23 @@ class LogSink:
 
     ``predictions=False`` logs the sound events only (``daemon.py --quiet``: a daemon that
     runs for months should not have to write a line every second to say what it heard).
+    ``name_source=True`` puts the file name in the line (``Predictions [a.wav
+    0.00-4.00 s]``): with ``daemon.py --source DIR`` every file restarts at 0.00 s.
     """
 
     def __init__(self, log: logging.Logger | None = None, level: int = logging.INFO, *,
-                 predictions: bool = True) -> None:
+                 predictions: bool = True, name_source: bool = False) -> None:
         self._log = log or logging.getLogger("audio_analysis.capture")
         self._level = level
         self._predictions = predictions
+        self._name_source = name_source
 
     def handle(self, event: Event) -> None:
         if not self._predictions:
             return
-        self._log.log(self._level, "Predictions [%.2f-%.2f s]: %s", event.start, event.end,
-                      _format(event))
+        source = f"{PurePath(event.source).name} " if self._name_source and event.source else ""
+        self._log.log(self._level, "Predictions [%s%.2f-%.2f s]: %s", source, event.start,
+                      event.end, _format(event))
 
     def handle_sound(self, record: SoundEvent) -> None:
         level = logging.DEBUG if record.kind == "update" else self._level
