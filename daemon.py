@@ -309,7 +309,9 @@ def _serve(args: argparse.Namespace, settings: Settings, sources: list[Path], db
 
     app = WebApp(db, on_config=on_config, **configured.web_options(),
                  status_sources={"loop": loop_status, "capture": capture_status,
-                                 "devicehive": sink.status, **home.status_sources()},
+                                 "devicehive": sink.status, **home.status_sources(),
+                                 "listening": lambda: {"state": state["phase"],
+                                                       "sounds": state.get("sounds")}},
                  allowed_hosts=allowed_hosts_for(args.host, args.allowed_host), auth=auth)
     try:
         server = WebServer((args.host, args.port), app)
@@ -335,6 +337,7 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
     from audio.pipeline import WavProcessor
     from audio.sinks import LogSink
     from audio.sources import FileStreamSource, MicrophoneSource, SourceError
+    from web.home import listened_sounds
 
     try:
         processor = WavProcessor(settings).load()
@@ -347,6 +350,7 @@ def _run(args: argparse.Namespace, settings: Settings, sources: list[Path],
     try:
         events = _event_stream(settings, processor)
         home.set_sounds([s.name for s in events.sounds] if events else [])
+        state["sounds"] = listened_sounds(events.sounds if events else ())
         block = DEFAULT_BLOCK_SECONDS if events is not None else None
         if sources:
             source: Any = FileStreamSource(sources, loop=not args.once,

@@ -375,3 +375,78 @@ def test_mqtt_settings_on_the_page_connect_and_the_switch_pauses(browser, mqtt_b
         home.close()
         app.close()
         db.close()
+
+
+def test_events_page_shows_file_names_with_the_path_on_hover(browser, site, make_event,
+                                                             make_sound, tmp_path):
+    """Full absolute paths squeezed the other columns into three-line wraps: the cells
+    show the file name, the whole path is their title (the tooltip)."""
+    path = "/home/someone/recordings/2024/garden-microphone/long-session/dog-at-the-gate.wav"
+    site["store"].handle(_with_source(make_event(1), path))
+    site["store"].handle_sound(_with_source(make_sound("end", 1), path))
+    page = browser.new_page(viewport={"width": 1100, "height": 900})
+    page.goto(site["url"] + "/events/")
+    page.wait_for_selector("#events-body tr[data-id='1']")
+    page.wait_for_selector("#sounds-body tr[data-id='1']")
+    for table in ("#events-body", "#sounds-body"):
+        cell = page.query_selector(f"{table} tr[data-id='1'] td:nth-child(2)")
+        assert cell.inner_text() == "dog-at-the-gate.wav"
+        assert cell.get_attribute("title") == path
+        row_height = page.eval_on_selector(f"{table} tr[data-id='1']",
+                                           "r => r.getBoundingClientRect().height")
+        line = page.eval_on_selector(f"{table} tr[data-id='1'] td",
+                                     "td => parseFloat(getComputedStyle(td).lineHeight) || 20")
+        assert row_height < 2.6 * line, (table, row_height, line)  # no three-line wrap
+    _save_screenshot(page, tmp_path, "events-file-names.png")
+    page.close()
+
+
+def test_home_page_shows_the_listened_sounds_first_and_devicehive_last(browser, tmp_path):
+    """A real daemon with ``--listen dog,siren``: the page opens on the sounds followed,
+    each with its effective thresholds, then MQTT and Home Assistant, webhooks, and
+    DeviceHive last."""
+    from tests.conftest import require_shared
+    from tests.test_daemon import Daemon
+
+    models = ["--backend", "yamnet", "--yamnet_model",
+              str(require_shared("models", "yamnet", "yamnet.tflite"))]
+    daemon = Daemon(tmp_path, models, "--listen", "dog,siren", "--event_threshold", "0.4")
+    try:
+        deadline = time.monotonic() + 60
+        while daemon.get_json("/api/status")["listening"]["sounds"] is None:
+            assert time.monotonic() < deadline, "the sounds never showed in /api/status"
+            time.sleep(0.2)
+        sounds = daemon.get_json("/api/status")["listening"]["sounds"]
+        assert [s["name"] for s in sounds] == ["dog", "siren"]
+        assert all(s["threshold"] == 0.4 and 0 < s["off"] < 0.4 for s in sounds), sounds
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.goto(f"http://127.0.0.1:{daemon.port}/")
+        headings = page.eval_on_selector_all("main h2", "hs => hs.map(h => h.textContent)")
+        assert headings[0] == "Sounds listened to", headings
+        order = [next(i for i, h in enumerate(headings) if h.startswith(name))
+                 for name in ("Sounds", "MQTT", "Webhooks", "DeviceHive")]
+        assert order == sorted(order) and headings[-1] == "DeviceHive", headings
+        rows = page.eval_on_selector_all(
+            "#listening-body tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+        assert rows[0][0] == "dog" and "Dog" in rows[0][1] and rows[0][2] == "0.40"
+        assert rows[1][0] == "siren" and "Siren" in rows[1][1] and rows[1][2] == "0.40"
+        page.wait_for_timeout(1500)  # the live status redraws the table the same way
+        again = page.eval_on_selector_all(
+            "#listening-body tr", "rs => rs.map(r => [...r.cells].map(c => c.textContent))")
+        assert again == rows and page.is_hidden("#listening-message")
+        _save_screenshot(page, tmp_path, "config-page-listening.png")
+        assert not errors, errors
+        page.close()
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_home_page_says_when_no_sound_is_followed(browser, site):
+    page = browser.new_page()
+    page.goto(site["url"] + "/")
+    assert page.eval_on_selector("main h2", "h => h.textContent") == "Sounds listened to"
+    assert "--listen" in page.inner_text("#listening-message")
+    assert page.is_hidden("#listening-table")
+    page.close()

@@ -268,3 +268,28 @@ def home_status(mqtt: Any) -> dict[str, Any]:
             "last_error": str(mqtt.get("last_error") or ""),
             "url": str(mqtt.get("url") or ""),
             **{k: mqtt.get(k) or 0 for k in ("sent", "pending", "duplicates")}}
+
+
+# ---- the sounds listened to ------------------------------------------------------------
+def listened_sounds(sounds: Any) -> list[dict[str, Any]]:
+    """The sounds the loop follows (``audio.sounds.Sound``) as ``/api/status`` shows them:
+    name, classes, and the effective thresholds (after the groups file and the
+    classifier's calibrated per-class thresholds): an event starts at ``threshold`` and
+    ends below ``off``."""
+    return [{"name": s.name, "classes": list(s.classes),
+             "threshold": round(float(s.thresholds.on), 4),
+             "off": round(float(s.thresholds.off), 4)} for s in sounds or ()]
+
+
+def listening_view(listening: Any) -> dict[str, Any]:
+    """What the page's first section shows of ``/api/status``'s ``listening``: the sounds
+    followed, or one line saying why there are none (models loading, none asked for)."""
+    listening = listening if isinstance(listening, dict) else {}
+    sounds = listening.get("sounds")
+    if listening and sounds is None:  # known once the models are loaded
+        return {"sounds": [], "message": "Loading the models; the sounds follow."}
+    if not sounds:
+        return {"sounds": [], "message": "No sound is followed: start the daemon with "
+                                         "--listen (e.g. --listen dog,siren) or --events."}
+    return {"sounds": [{**s, "classes": ", ".join(s.get("classes") or ())} for s in sounds],
+            "message": ""}

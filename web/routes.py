@@ -36,7 +36,7 @@ from web.app import STATIC_TYPES
 from web.errors import WebError, error_response
 from web.forms import MAX_LIMIT, checked_form, int_param, query
 from web.guard import Guard
-from web.home import HomeFormError, form_fields, home_status
+from web.home import HomeFormError, form_fields, home_status, listening_view
 from web.login import login_page, login_post, logout_post
 from web.stream import event_stream
 
@@ -85,6 +85,7 @@ def config_page(request: Request, error: str = "", form: Mapping[str, str] | Non
         home_errors=home_errors or {}, has_home=app.home is not None,
         mqtt=home_status(current.get("mqtt")),
         webhooks=current.get("webhooks") or {"state": "disabled"},
+        listening=listening_view(current.get("listening")),
         detection=current.get("detection", {}).get("on")), status)
 
 

@@ -1,5 +1,5 @@
-// Live status on the configuration page (DeviceHive, MQTT, webhooks, the detection
-// switch), polled every second from /api/status.
+// Live status on the configuration page (the sounds listened to, the detection switch,
+// MQTT, webhooks, DeviceHive), polled every second from /api/status.
 // Everything goes through textContent: no server value is ever parsed as HTML.
 "use strict";
 (function () {
@@ -47,6 +47,32 @@
     $("webhooks-table").className = targets.length ? "" : "hidden";
   }
 
+  // The sounds are known once the daemon's models are loaded: the table fills then.
+  function showListening(listening) {
+    const sounds = (listening && listening.sounds) || [];
+    const message = $("listening-message");
+    if (!sounds.length) {
+      message.textContent = listening && listening.sounds === null ?
+        "Loading the models; the sounds follow." :
+        "No sound is followed: start the daemon with --listen (e.g. --listen dog,siren) or --events.";
+      message.className = "muted";
+      $("listening-table").className = "hidden";
+      return;
+    }
+    $("listening-body").replaceChildren(...sounds.map((s) => {
+      const row = document.createElement("tr");
+      for (const value of [s.name, (s.classes || []).join(", "), Number(s.threshold).toFixed(2),
+                           Number(s.off).toFixed(2)]) {
+        const cell = document.createElement("td");
+        cell.textContent = String(value);
+        row.appendChild(cell);
+      }
+      return row;
+    }));
+    $("listening-table").className = "";
+    message.className = "muted hidden";
+  }
+
   function showDetection(detection) {
     const state = $("detection-state");
     if (!state || !detection) return;
@@ -64,6 +90,7 @@
       showMqtt(status.mqtt || {state: "disabled"});
       showWebhooks(status.webhooks || {});
       showDetection(status.detection);
+      showListening(status.listening);
     } catch (e) {
       showState($("dh-state"), "daemon unreachable");
       $("dh-state").className = "state disconnected";

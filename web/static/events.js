@@ -22,6 +22,17 @@
     row.appendChild(td);
   }
 
+  // A source is shown by its file name (full paths squeezed the other columns into
+  // three-line wraps); the whole path is the cell's tooltip.
+  function sourceCell(row, source) {
+    const td = document.createElement("td");
+    const path = source || "";
+    td.textContent = path.split(/[\\/]/).filter(Boolean).pop() || path;
+    if (path) td.title = path;
+    td.className = "source";
+    row.appendChild(td);
+  }
+
   function when(seconds) {
     return seconds === null || seconds === undefined ? "" :
       new Date(seconds * 1000).toLocaleString();
@@ -36,7 +47,7 @@
     const row = document.createElement("tr");
     row.dataset.id = String(e.id);
     cell(row, when(e.timestamp));
-    cell(row, e.source || "");
+    sourceCell(row, e.source);
     cell(row, e.start.toFixed(2) + "–" + e.end.toFixed(2) + " s");
     cell(row, describe(e.predictions));
     return row;
@@ -89,7 +100,7 @@
       const row = document.createElement("tr");
       row.dataset.id = String(s.id);
       cell(row, when(s.start_time));
-      cell(row, s.source || "");
+      sourceCell(row, s.source);
       cell(row, s.sound);
       cell(row, s.start.toFixed(2) + "–" + (s.active ? "…" : s.end.toFixed(2) + " s"));
       cell(row, s.peak_score.toFixed(2));
