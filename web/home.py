@@ -250,14 +250,16 @@ def form_fields(config: DaemonConfig, form: Mapping[str, str] | None = None
 # ---- the running sinks -----------------------------------------------------------------
 def reconfigure(home: Any, config: DaemonConfig) -> None:
     """Hand ``home`` (``HomeSinks``) the settings of ``config`` that differ from what its
-    sinks run with (an unchanged broker is not reconnected). Raises the settings' errors,
+    sinks run with (an unchanged broker is not reconnected; webhooks disabled by a 410 are
+    built anew, so that saving the form re-enables them). Raises the settings' errors,
     which ``home_form`` has excluded already."""
     mqtt = mqtt_of(config)
     if getattr(home.mqtt, "settings", None) != mqtt:
         home.reconfigure_mqtt(mqtt)
     hooks = webhooks_of(config)
-    if getattr(home.webhooks, "settings", None) != hooks:
-        home.reconfigure_webhooks(hooks)
+    if getattr(home.webhooks, "settings", None) != hooks or getattr(home.webhooks,
+                                                                  "disabled", False):
+        home.reconfigure_webhooks(hooks)  # a URL that answered 410 Gone: enabled again
 
 
 def home_status(mqtt: Any) -> dict[str, Any]:

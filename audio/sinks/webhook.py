@@ -10,20 +10,25 @@ loop never waits for any. The body is the JSON of ``audio.sinks.payloads`` (the 
 ``--webhook_secret`` (or ``AUDIO_ANALYSIS_WEBHOOK_SECRET``), ``X-Hub-Signature-256:
 sha256=<hex HMAC-SHA256 of the body>``, the signature receivers already verify.
 
-Outcomes: 2xx delivered (the cursor moves); a network error, 408, 429 or 5xx is retried
-after an exponential backoff (``backoff_initial`` doubling up to ``backoff_max``) for as
-long as it takes, in order: nothing committed is skipped; any other status (a 400, a 404, a
-redirect) is final: counted as ``rejected``, shown in the status with the status code, and
-the cursor moves on (sending it again would be refused again). At least once: a POST
-whose answer was lost, or in flight at a kill, is sent again (same delivery id).
+Outcomes: 2xx delivered (the cursor moves); a network error, a redirect (3xx: not
+followed, so the signed body never leaves the configured URL; its ``Location`` is shown),
+408, 429 or 5xx is retried after an exponential backoff (``backoff_initial`` doubling up to
+``backoff_max``), or after the answer's ``Retry-After`` when that is longer (capped at
+``RETRY_AFTER_MAX``), for as long as it takes, in order: nothing committed is skipped; a
+``410 Gone`` disables the URL (state ``disabled (410 Gone)``): nothing more is POSTed to it
+and its cursor stays on the refused event, so that the backlog goes once the URL is
+configured again (the settings saved, or the daemon restarted); any other 4xx is final:
+counted as ``rejected``, shown in the status with the status code, and the cursor moves on
+(sending it again would be refused again). Each POST has one deadline (``timeout``) for
+all of it, and reads no more than a few KB of the answer (``audio.sinks.webhook_http``).
+At least once: a POST whose answer was lost, or in flight at a kill, is sent again (same
+delivery id).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
-import http.client
 import json
 import logging
 import threading
@@ -36,6 +41,7 @@ from urllib.parse import urlsplit
 from audio.errors import UsageError
 from audio.events import Event, SoundEvent
 from audio.sinks.payloads import event_payload
+from audio.sinks.webhook_http import RETRY_AFTER_MAX, Answer, post, redact, retry_after
 from audio.store import START_NOW, Record, Store, StoreError
 
 logger = logging.getLogger("audio.webhook")
@@ -44,6 +50,11 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 RETRIED_STATUSES = frozenset({408, 429})
 STOP_JOIN = 1.0
 SENT_KINDS = ("start", "end")
+GONE_STATE = "disabled (410 Gone)"
+GONE_ERROR = ("HTTP 410 Gone: nothing more is sent to this URL until the settings change "
+              "or the daemon restarts (its events wait)")
+__all__ = ["RETRY_AFTER_MAX", "WebhookConfigError", "WebhookSettings", "WebhookSink",
+           "consumer_name", "redact", "retry_after", "signature", "webhook_settings"]
 
 
 class WebhookConfigError(UsageError, ValueError):
@@ -59,22 +70,15 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def redact(url: str) -> str:
-    """The URL as status shows it: userinfo and query values masked."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return f"{parts.scheme}://{'***@' if '@' in parts.netloc else ''}{netloc}{parts.path}" \
-           + ("?***" if parts.query else "")
-
-
 @dataclass(frozen=True)
 class WebhookSettings:
-    """The URLs and the secret (never shown: ``public()`` says only whether there is one)."""
+    """The URLs and the secret (never shown: ``public()`` says only whether there is one);
+    ``timeout``: seconds for the whole of one POST, answer included."""
 
     urls: tuple[str, ...]
     secret: str = field(default="", repr=False)
     device_id: str = ""
-    timeout: float = 5.0
+    timeout: float = 10.0
     backoff_initial: float = 0.5
     backoff_max: float = 60.0
 
@@ -109,6 +113,8 @@ class _Target:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.state, self.last_error, self.last_status = "idle", None, None
+        self.location: str | None = None
+        self.disabled = False
         self.sent = self.rejected = self.retries = 0
         self.thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self.thread.start()
@@ -136,56 +142,62 @@ class _Target:
                     return  # closed under a late stop; the cursor stays where it was
 
     def _deliver(self, row: Record) -> bool:
-        """POST the row until it is delivered or refused for good; False when stopping."""
+        """POST the row until it is delivered or refused for good; False when stopping or
+        when the URL is gone (the cursor then stays on the row: nothing is lost)."""
         item = row.item
         if not isinstance(item, SoundEvent) or item.kind not in SENT_KINDS:
             return True
         body = json.dumps({**event_payload(item, row.stored),
                            "device": self.settings.device_id}).encode()
+        headers = self._headers(body, item.kind, row.seq)
         backoff = self.settings.backoff_initial
         while not self.stop.is_set():
             self._note(state="sending")
-            status, error = self._post(body, item.kind, row.seq)
-            if status is not None and 200 <= status < 300:
-                self._note(sent=self.sent + 1, last_status=status, last_error=None)
-                return True
-            if status is not None and status < 500 and status not in RETRIED_STATUSES:
-                logger.warning("webhook %s refused event %d (%s): not retried",
-                               redact(self.url), item.id, status)
-                self._note(rejected=self.rejected + 1, last_status=status,
-                           last_error=f"HTTP {status} (not retried)")
-                return True
-            self._note(state="retrying", retries=self.retries + 1, last_status=status,
-                       last_error=error or f"HTTP {status}")
+            answer = post(self.url, body, headers, self.settings.timeout)
+            settled = self._settle(answer, item.id)
+            if settled is not None:
+                return settled
+            wait = max(backoff, answer.retry_after or 0.0)
             logger.info("webhook %s: %s; retry in %.1f s", redact(self.url),
-                        error or f"HTTP {status}", backoff)
-            if self.stop.wait(backoff):
+                        self.last_error, wait)
+            if self.stop.wait(wait):
                 break
             backoff = min(backoff * 2, self.settings.backoff_max)
         return False
 
-    def _post(self, body: bytes, kind: str, seq: int) -> tuple[int | None, str | None]:
-        parts = urlsplit(self.url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else \
-            http.client.HTTPConnection
-        headers = {"Content-Type": "application/json", "User-Agent": "audio-analysis",
-                   "X-Audio-Analysis-Event": kind, "X-Audio-Analysis-Delivery": str(seq)}
+    def _settle(self, answer: Answer, event_id: int) -> bool | None:
+        """Count a final answer (True: the cursor moves on; False: the URL is gone) or
+        note one to retry (None)."""
+        status = answer.status
+        if status is not None and 200 <= status < 300:
+            self._note(sent=self.sent + 1, last_status=status, last_error=None, location=None)
+            return True
+        if status == 410:
+            logger.warning("webhook %s answered 410 Gone: disabled until the settings change "
+                           "or the daemon restarts", redact(self.url))
+            self._note(state=GONE_STATE, disabled=True, last_status=status,
+                       last_error=GONE_ERROR, location=None)
+            return False
+        if status is not None and 400 <= status < 500 and status not in RETRIED_STATUSES:
+            logger.warning("webhook %s refused event %d (%s): not retried",
+                           redact(self.url), event_id, status)
+            self._note(rejected=self.rejected + 1, last_status=status, location=None,
+                       last_error=f"HTTP {status} (not retried)")
+            return True
+        if status is not None and 300 <= status < 400:
+            error = f"HTTP {status} redirect to {answer.location or '(no Location)'} " \
+                    "(not followed; retried)"
+        else:
+            error = answer.error or f"HTTP {status}"
+        self._note(state="retrying", retries=self.retries + 1, last_status=status,
+                   last_error=error, location=answer.location)
+        return None
+
+    def _headers(self, body: bytes, kind: str, seq: int) -> dict[str, str]:
+        headers = {"X-Audio-Analysis-Event": kind, "X-Audio-Analysis-Delivery": str(seq)}
         if self.settings.secret:
             headers[SIGNATURE_HEADER] = signature(self.settings.secret, body)
-        if parts.username:
-            token = base64.b64encode(f"{parts.username}:{parts.password or ''}".encode())
-            headers["Authorization"] = "Basic " + token.decode()
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn = cls(parts.hostname or "", parts.port, timeout=self.settings.timeout)
-        try:
-            conn.request("POST", path, body=body, headers=headers)
-            response = conn.getresponse()
-            response.read()
-            return response.status, None
-        except (OSError, http.client.HTTPException) as error:
-            return None, f"{type(error).__name__}: {error}"
-        finally:
-            conn.close()
+        return headers
 
     def _note(self, **fields: Any) -> None:
         with self.lock:
@@ -193,7 +205,8 @@ class _Target:
                 setattr(self, key, value)
 
     def drained(self) -> bool:
-        return self.store.cursor(self.name) >= self.store.last_seq()
+        """Nothing left to send: all delivered, or the URL is gone (nothing more goes)."""
+        return self.disabled or self.store.cursor(self.name) >= self.store.last_seq()
 
     def status(self) -> dict[str, Any]:
         consumer = next((c for c in self.store.consumers() if c.name == self.name), None)
@@ -201,6 +214,7 @@ class _Target:
             return {"url": redact(self.url), "consumer": self.name, "state": self.state,
                     "sent": self.sent, "rejected": self.rejected, "retries": self.retries,
                     "last_status": self.last_status, "last_error": self.last_error,
+                    "location": self.location, "disabled": self.disabled,
                     "pending": consumer.pending if consumer else None,
                     "cursor": consumer.cursor if consumer else None,
                     "duplicates": consumer.duplicates if consumer else None}
@@ -250,7 +264,13 @@ class WebhookSink:
             return {"error": str(error), **self.settings.public()}
         return {"targets": targets, **self.settings.public(),
                 "sent": sum(t["sent"] for t in targets),
-                "rejected": sum(t["rejected"] for t in targets)}
+                "rejected": sum(t["rejected"] for t in targets),
+                "disabled": sum(t["disabled"] for t in targets)}
+
+    @property
+    def disabled(self) -> bool:
+        """Some URL answered 410 Gone (``web.home.reconfigure`` then builds it anew)."""
+        return any(t.disabled for t in self._targets)
 
 
 def webhook_settings(urls: Iterable[str], secret: str | None, device_id: str
