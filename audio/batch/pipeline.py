@@ -25,7 +25,7 @@ same graph runs on Dataflow, Flink or Spark (``docs/batch.md``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,7 +116,8 @@ class AssembleFile(beam.DoFn):
         self._sounds = configured_sounds(settings, self._processor.labels,
                                          self._processor.backend.class_thresholds)
 
-    def process(self, element: tuple[str, Sequence[ShardFrames]]) -> Iterator[FileOutcome]:
+    def process(self, element: tuple[str, Iterable[ShardFrames]]) -> Iterator[FileOutcome]:
+        # A grouped value is an Iterable (Beam 2.78 checks it): it may be read once, lazily.
         _, parts = element
         ordered = sorted(parts, key=lambda p: p.shard.index)
         first: Shard = ordered[0].shard
