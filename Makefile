@@ -3,7 +3,7 @@
 #   make test   set up .venv (with the test tools), run the test suite
 PY := .venv/bin/python
 
-.PHONY: setup setup-test demo test lint bench results student
+.PHONY: setup setup-test demo test test-latest lock lint bench results student
 setup:
 	scripts/setup.sh
 
@@ -17,6 +17,37 @@ demo: setup
 
 test: setup-test
 	$(PY) -m pytest
+
+# make lock: resolve requirements*.txt again (the newest releases within their ranges) into
+# the two locks the setup installs, with hashes, for every platform and Python >= 3.11
+# (uv's universal resolution: one lock serves x86_64 and aarch64). The runtime lock is
+# constrained by the dev lock, so both pin the same versions. Review the diff, run
+# `make test`, commit both. requirements-lock.in adds pip (the setup upgrades it from the
+# lock) and the corrections uv needs; the setup then installs the new dev lock with pip
+# and checks the venv against it, so a lock pip cannot install is seen here.
+UV_COMPILE = .venv/bin/uv pip compile --quiet --universal --python-version 3.11 \
+	--generate-hashes --custom-compile-command 'make lock'
+lock: setup-test
+	$(UV_COMPILE) requirements.txt requirements-test.txt requirements-batch.txt \
+		requirements-lock.in --upgrade -o requirements-dev.lock
+	$(UV_COMPILE) requirements.txt requirements-lock.in -c requirements-dev.lock \
+		--upgrade -o requirements.lock
+	scripts/setup.sh --with-test-tools
+
+# make test-latest (not in CI): the suite in .venv-latest, a venv of the newest releases
+# that requirements*.txt allow, so that a release that breaks us (apache-beam 2.78 did)
+# is seen here before a user's `pip install .` meets it. The lock test is skipped there.
+LATEST := .venv-latest/bin/python
+test-latest: setup-test
+	rm -rf .venv-latest
+	python3 -m venv .venv-latest
+	$(LATEST) -m pip install -q --upgrade pip
+	$(LATEST) -m pip install -q --upgrade -r requirements.txt -r requirements-test.txt \
+		-r requirements-batch.txt
+	$(LATEST) -m pip install -q --no-deps -e .
+	$(LATEST) -m pip check
+	$(LATEST) -m pip list --format=freeze > .venv-latest/versions.txt
+	AUDIO_ANALYSIS_TEST_LATEST=1 $(LATEST) -m pytest
 
 lint: setup-test
 	$(PY) -m ruff check .
@@ -64,11 +95,13 @@ CALIBRATE = $(PY) -m yt8m.calibrate --train_data_pattern='$(AUDIOSET)/bal_train/
 	--eval_data_pattern='$(AUDIOSET)/eval/*.tfrecord'
 VALIDATION_TWIN = $(RESULTS)/bundles/validation_twin
 CALIBRATED_BUNDLES = models/$(SHIPPED_BUNDLE) models/audioset-logistic-v1
-STUDENT_BUNDLE = $(shell $(PY) -c 'from yt8m.bundle.edge import STUDENT_BUNDLE; print(STUDENT_BUNDLE)')
+# The bundle names are read from their one definition in the source, not by running the
+# venv's Python: make expands these while parsing, before `setup` has made .venv.
+STUDENT_BUNDLE = $(shell sed -n 's/^STUDENT_BUNDLE = "\(.*\)"$$/\1/p' yt8m/bundle/edge.py)
 STUDENT_LAMBDA = 1.0
 TEACHER_SCORES = $(RESULTS)/teacher/$(SHIPPED_BUNDLE).npz
 STUDENT_RUNS = $(RESULTS)/student_l$(STUDENT_LAMBDA)_s1 $(RESULTS)/student_l$(STUDENT_LAMBDA)_s2
-SHIPPED_BUNDLE = $(shell $(PY) -c 'from yt8m.bundle import DEFAULT_BUNDLE; print(DEFAULT_BUNDLE)')
+SHIPPED_BUNDLE = $(shell sed -n 's/^DEFAULT_BUNDLE = "\(.*\)"$$/\1/p' yt8m/bundle/format.py)
 # The shipped ensemble: attention seeds 1-4 and DBoF seeds 1-2, each refit for the epoch
 # count its own validation run chose (DBoF seed 1's runs are `dbof` and `dbof_refit`).
 ATTENTION_SEEDS = 1 2 3 4
