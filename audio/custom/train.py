@@ -57,11 +57,11 @@ from audio.custom.data import Clip, TrainDataError, scan_dataset, split_clips, s
 from audio.custom.embed import Embedder, embed_clips
 from audio.custom.head import Head, fit_head
 from audio.custom.metrics import Evaluation, evaluate_detector, evaluate_multiclass
-from audio.errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
+from audio.errors import EXIT_FAILURE, EXIT_OK, EXIT_OUTPUT_EXISTS, EXIT_USAGE
 from audio.native import silenced_native_stderr
 from audio.settings import apply_native_output_defaults
 
-EXIT_BUNDLE_EXISTS = 3
+EXIT_BUNDLE_EXISTS = EXIT_OUTPUT_EXISTS  # audio.errors holds every exit code
 """The bundle the run would write exists and ``--force`` was not given."""
 
 
