@@ -235,3 +235,95 @@ def test_the_settings_page_can_switch_the_broker_settings_at_run_time(mqtt_broke
     assert "mqtt" not in {c.name for c in store.consumers()}
     home.close()
     sub.close()
+
+
+FOREIGN_STATE = "victim/alarm_panel/state"
+FOREIGN_CONFIG = "homeassistant/device/frontdoor/config"
+PLANTED = json.dumps({"cmps": {
+    "sound_zz": {"p": "binary_sensor", "state_topic": FOREIGN_STATE},
+    "sound_yy": {"p": "binary_sensor", "state_topic": FOREIGN_CONFIG}}})
+
+
+def _retained(broker: Broker, topics: tuple[str, ...], name: str) -> dict[str, str]:
+    """What the broker holds retained on ``topics`` (a fresh subscriber, 1.5 s of them)."""
+    sub = Subscriber(broker, topics, name)
+    time.sleep(1.5)
+    sub.close()
+    return {m.topic: m.payload for m in sub.messages if m.retain}
+
+
+def test_a_planted_discovery_never_makes_the_sink_touch_foreign_topics(mqtt_broker, store):
+    """Issue 23: a retained discovery message naming another device's topics as the
+    ``state_topic`` of stale components: only this device's own topics are cleared."""
+    base, own = "audio-analysis/adv4", "homeassistant/device/adv4/config"
+    planter = Subscriber(mqtt_broker, ("planter/none",), "planter")
+    for topic, payload in [(FOREIGN_STATE, "ARMED"), (FOREIGN_CONFIG, '{"name": "door"}'),
+                           (f"{base}/sound/zz", "ON"), (f"{base}/sound/yy", "OFF"),
+                           (own, PLANTED)]:
+        planter.client.publish(topic, payload, qos=1, retain=True).wait_for_publish(10)
+    planter.close()
+    watcher = Subscriber(mqtt_broker, (FOREIGN_STATE, FOREIGN_CONFIG, own, f"{base}/sound/+"),
+                         "watcher")
+    sink = MqttSink(mqtt_settings(mqtt_broker.url, device_id="adv4"), store=store,
+                    sounds=["dog"])
+    try:
+        watcher.wait_for(lambda m: any(x.topic == own and not x.retain for x in m), WAIT,
+                         "the new discovery")
+        time.sleep(3.0)  # the issue saw the foreign topics wiped 3 s after connecting
+    finally:
+        sink.close()
+        watcher.close()
+    live = [(m.topic, m.payload) for m in watcher.messages if not m.retain]
+    assert not [t for t, _ in live if not t.startswith((f"{base}/", own))], live
+    held = _retained(mqtt_broker, (FOREIGN_STATE, FOREIGN_CONFIG, f"{base}/sound/+"), "after")
+    assert held == {FOREIGN_STATE: "ARMED", FOREIGN_CONFIG: '{"name": "door"}',
+                    f"{base}/sound/dog": "OFF"}  # zz and yy (ours, stale) cleared
+    cmps = [m for m in watcher.messages if m.topic == own][-1].json()["cmps"]
+    assert cmps["sound_zz"] == cmps["sound_yy"] == {"p": "binary_sensor"}  # removed
+    assert "sound_dog" in cmps
+
+
+def test_removals_trust_only_component_ids_this_program_could_have_given():
+    from audio.sinks.mqtt.discovery import removed, removed_state_topics
+    from audio.sinks.mqtt.topics import Topics
+
+    topics = Topics("audio-analysis/adv4", "homeassistant", "adv4")
+    sensor = {"p": "binary_sensor", "state_topic": FOREIGN_STATE}
+    previous = {"sound_zz": sensor, "sound_a/+/b": sensor, "sound_#": sensor,
+                "Sound_Up": sensor, "sound_": sensor, "sound_x": {**sensor, "p": "lock"},
+                "sound_event": {"p": "event", "state_topic": FOREIGN_STATE},
+                "level": "not a mapping", "sound_" + "a" * 200: sensor}
+    gone = removed(previous, {})
+    assert gone == {"sound_zz": {"p": "binary_sensor"}, "sound_event": {"p": "event"}}
+    assert removed_state_topics(topics, gone) == [
+        "audio-analysis/adv4/sound/zz"]  # recomputed from the id; never sound_event's
+    assert removed_state_topics(topics, ["sound_a/+/b", "sound_#", "Sound_Up", "sound_",
+                                         "sound_a" * 50]) == []
+    many = {f"sound_s{i}": sensor for i in range(300)}  # not a discovery of ours
+    assert removed(many, {}) == {}
+
+
+def test_a_planted_discovery_nested_too_deep_is_ignored(mqtt_broker, store):
+    """json.loads raises RecursionError on it: raised in paho's callback, it would end
+    paho's network thread (nothing read any more: no acknowledgement, no command)."""
+    own = "homeassistant/device/adv4/config"
+    planter = Subscriber(mqtt_broker, ("planter/none",), "planter")
+    planter.client.publish(own, '{"cmps": ' + "[" * 100_000, qos=1,
+                           retain=True).wait_for_publish(10)
+    planter.close()
+    events = "audio-analysis/adv4/events"
+    watcher = Subscriber(mqtt_broker, (own, events), "watcher")
+    sink = MqttSink(mqtt_settings(mqtt_broker.url, device_id="adv4"), store=store,
+                    sounds=["dog"])
+    try:
+        watcher.wait_for(lambda m: any(x.topic == own and not x.retain for x in m), WAIT,
+                         "the new discovery")
+        time.sleep(1.0)
+        record = _record("start", 1)
+        store.append(record)
+        sink.handle_sound(record)
+        watcher.wait_for(lambda m: any(x.topic == events for x in m), WAIT, "the event")
+        assert sink.flush(WAIT) and store.cursor("mqtt") == 1  # its PUBACK was read
+    finally:
+        sink.close()
+        watcher.close()

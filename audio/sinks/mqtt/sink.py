@@ -208,11 +208,9 @@ class MqttSink:
         """The retained discovery (an earlier configuration's, or ours): what it has more
         than the current one is removed at the next publication."""
         try:
-            previous = json.loads(payload).get("cmps", {})
-        except (ValueError, AttributeError):
-            return
-        if not isinstance(previous, dict):
-            return
+            previous = discovery.previous_components(json.loads(payload).get("cmps"))
+        except (ValueError, AttributeError, RecursionError):  # raised here, paho's thread
+            return  # would end: a message nested too deep for json is ignored too
         with self._cond:
             self._previous = previous
             current = discovery.components(self.topics, self.settings.device_id,
@@ -395,7 +393,7 @@ class MqttSink:
             current = discovery.components(self.topics, self.settings.device_id,
                                            self._sounds.values())
             gone = discovery.removed(self._previous, current)
-            cleared = discovery.removed_state_topics(self._previous, gone)
+            cleared = discovery.removed_state_topics(self.topics, gone)
             self._previous = current
         config = discovery.device_config(self.topics, self.settings.device_id,
                                          self._sounds.values(), version=_version(),
