@@ -12,6 +12,7 @@ restarted by its service manager. The tests skip where mosquitto is not installe
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import socket
@@ -38,7 +39,9 @@ def free_port() -> int:
 class Broker:
     """mosquitto on 127.0.0.1:``port`` (see the module docstring)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *, debug_log: bool = False) -> None:
+        """``debug_log``: mosquitto logs every packet (``log()`` shows what each client
+        sent and was acknowledged, in order)."""
         self.directory = directory
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -47,7 +50,11 @@ class Broker:
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
             f"persistence true\npersistence_location {directory}/\nautosave_interval 1\n"
-            f"log_dest file {directory}/mosquitto.log\nmax_queued_messages 10000\n")
+            f"log_dest file {directory}/mosquitto.log\nmax_queued_messages 10000\n"
+            + ("log_type all\n" if debug_log else "")
+            # As root, mosquitto changes to the user "mosquitto", which may not write in
+            # the test's directory (pytest makes it 0700): no log, no persistence.
+            + ("user root\n" if os.geteuid() == 0 else ""))
 
     @property
     def url(self) -> str:

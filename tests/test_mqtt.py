@@ -327,3 +327,38 @@ def test_a_planted_discovery_nested_too_deep_is_ignored(mqtt_broker, store):
     finally:
         sink.close()
         watcher.close()
+
+
+def test_no_disconnect_before_the_broker_acknowledged_offline(tmp_path, store, caplog):
+    """Issue 23: a clean DISCONNECT discards the last will, so it must come only after
+    the PUBACK of ``offline``. A broker that does not answer at the stop (SIGSTOP) gets
+    no DISCONNECT: once it runs again it publishes the will, and ``offline`` is kept."""
+    import signal
+
+    from tests.conftest import require_tool
+    from tests.fixtures_mqtt import MOSQUITTO
+
+    require_tool(MOSQUITTO)
+    broker = Broker(tmp_path / "mosquitto", debug_log=True).start()
+    try:
+        sink = _sink(broker, store)
+        assert sink.flush(WAIT)
+        Subscriber(broker, (f"{BASE}/availability",), "online").wait_for(
+            lambda m: m and m[-1].payload == "online", WAIT, "online")
+        broker.proc.send_signal(signal.SIGSTOP)
+        started = time.monotonic()
+        try:
+            sink.close()
+        finally:
+            took = time.monotonic() - started
+            broker.proc.send_signal(signal.SIGCONT)
+        held = _retained(broker, (f"{BASE}/availability",), "after")
+        log = broker.log()
+    finally:
+        broker.stop()
+    print(f"\nclose() with the broker stopped: {took:.2f} s")
+    assert held == {f"{BASE}/availability": "offline"}
+    assert "Received DISCONNECT from audio-analysis-kitchen" not in log
+    assert "Client audio-analysis-kitchen closed its connection" in log  # the will
+    assert "did not acknowledge 'offline'" in caplog.text
+    assert took < 6, took

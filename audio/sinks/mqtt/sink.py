@@ -27,7 +27,6 @@ window without audio (a source that gives none) publishes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import threading
@@ -45,9 +44,10 @@ from audio.control import DetectionSwitch
 from audio.detect import rms_dbfs
 from audio.events import Event, SoundEvent
 from audio.sinks.mqtt import discovery
+from audio.sinks.mqtt.availability import Availability
 from audio.sinks.mqtt.outbox import MAX_IN_FLIGHT, Message, Outbox, row_messages
 from audio.sinks.mqtt.settings import MqttConfigError, MqttSettings
-from audio.sinks.mqtt.topics import OFF, OFFLINE, ON, ONLINE, Topics, dumps, level_payload
+from audio.sinks.mqtt.topics import OFF, OFFLINE, ON, Topics, dumps, level_payload
 from audio.sinks.mqtt.topics import sound_slug as slug_of
 from audio.store import Store, StoreError
 
@@ -58,6 +58,9 @@ IDLE_WAIT = 0.25
 """The sender's longest sleep: acknowledgements and level ticks are checked this often."""
 STOP_JOIN = 0.5
 """How long a stop waits for paho's thread (a daemon thread: it cannot delay the exit)."""
+OFFLINE_ACK_WAIT = 2.0
+"""How long a stop waits for the broker's PUBACK of ``offline`` before it drops the
+connection without DISCONNECT (``audio.sinks.mqtt.availability``)."""
 
 
 def _version() -> str:
@@ -117,6 +120,8 @@ class MqttSink:
         self.reconnects = 0
         self._outbox = Outbox(store)
         self._client = self._make_client()
+        self._availability = Availability(self._client, self.topics.availability,
+                                          self._stop.is_set)
         if detection is not None:
             detection.subscribe(self._detection_changed)
         self._sender = threading.Thread(target=self._run, name="mqtt-sink", daemon=True)
@@ -157,7 +162,7 @@ class MqttSink:
         if self.settings.discovery:
             topics += [(self.topics.ha_status, 1), (self.topics.discovery, 1)]
         client.subscribe(topics)
-        client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+        self._availability.connected()
         logger.info("MQTT: connected to %s as %s (session %s)", self.settings.url,
                     self.settings.client_id, "resumed" if flags.session_present else "new")
         with self._cond:
@@ -245,7 +250,9 @@ class MqttSink:
             self._cond.notify_all()
 
     def close(self, timeout: float = 2.0) -> None:
-        """Deliver what is pending for up to ``timeout`` s, say ``offline``, disconnect."""
+        """Deliver what is pending for up to ``timeout`` s, then say ``offline``: a
+        DISCONNECT once the broker acknowledged it, or else no DISCONNECT, so that the
+        broker publishes the last will (``audio.sinks.mqtt.availability``)."""
         self.flush(timeout)
         self._stop.set()
         if self._detection is not None:  # a replaced sink is not told of changes any more
@@ -253,14 +260,18 @@ class MqttSink:
         with self._cond:
             self._cond.notify_all()
         self._sender.join(STOP_JOIN)
-        if self._connected:
-            info = self._client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(STOP_JOIN)
-        self._client.disconnect()
+        acknowledged = self._availability.say_offline(OFFLINE_ACK_WAIT)
+        if acknowledged:
+            self._client.disconnect()
+        elif self._connected:
+            logger.warning("MQTT: the broker did not acknowledge 'offline' within %.0f s: "
+                           "dropping the connection (its last will says offline)",
+                           OFFLINE_ACK_WAIT)
         stopper = threading.Thread(target=self._client.loop_stop, daemon=True)
         stopper.start()
         stopper.join(STOP_JOIN)
+        if not acknowledged:
+            self._availability.drop()
         self._set(state="stopped")
 
     # ---- control (any thread) --------------------------------------------------------
