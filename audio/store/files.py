@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import sqlite3
 from collections.abc import Mapping
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from vggish.environment import DB_ENV, XDG_STATE_HOME_ENV, env_value
 from vggish.errors import AudioAnalysisError
+
+logger = logging.getLogger(__name__)
 
 DB_FILENAME = "events.db"
 APP_DIR = "audio-analysis"
@@ -124,6 +127,34 @@ def prepare_directory(path: Path) -> None:
                          f"is not a directory (pass a writable --db PATH)") from error
     except OSError as error:
         raise store_error(path, "create the directory of", error) from error
+
+
+FILE_MODE = 0o600
+"""The store's files (the log, its ``-wal`` and ``-shm``, the lock): the owner's only."""
+SIDE_FILES = ("-wal", "-shm", ".lock")
+
+
+def secure_files(path: Path) -> None:
+    """Create the log file 0600 when it is missing (SQLite gives its ``-wal`` and ``-shm``
+    the mode of the file they belong to, so they are 0600 too), and make any of the
+    store's files that others can read or write 0600 (an older version made them 0644:
+    the log says what was heard, and when)."""
+    try:
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+    except OSError as error:
+        raise store_error(path, "open", error) from error
+    for file in (path, *(path.with_name(path.name + side) for side in SIDE_FILES)):
+        try:
+            mode = file.stat().st_mode & 0o777
+            if mode & 0o077:
+                os.chmod(file, FILE_MODE)
+                logger.info("%s was mode %o, readable by others: now %o", file, mode,
+                            FILE_MODE)
+        except FileNotFoundError:
+            continue
+        except OSError as error:
+            logger.warning("cannot make %s private (mode %o): %s", file, FILE_MODE,
+                           describe(error))
 
 
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:

@@ -27,6 +27,7 @@ from audio.store.files import (
     connect,
     prepare_directory,
     resolve_db_path,
+    secure_files,
     store_error,
 )
 from audio.store.outbox import START_NOW, ConsumerStatus
@@ -98,6 +99,7 @@ class Store:
         prepare_directory(self.path)
         self._daemon_lock = DaemonLock(self.path)
         try:
+            secure_files(self.path)
             self._conn = connect(self.path, self.synchronous)
             try:
                 self.migrated_from = schema.migrate(self._conn, self.path)
