@@ -76,6 +76,8 @@ class SoundEvent:
     ``start``/``end`` are seconds from the start of the source; ``start_time`` and
     ``end_time`` are wall-clock (unix seconds) when the frames carried timestamps. Until
     the end, ``end`` is the end of the last frame in which the sound was heard.
+    ``synthetic``: None for a record the detector emitted; for an ``end`` made up to close
+    an event whose own end was lost, why (``store_overflow``: ``audio.commit``).
     """
 
     kind: str
@@ -91,9 +93,14 @@ class SoundEvent:
     source: str = ""
     start_time: float | None = None
     end_time: float | None = None
+    synthetic: str | None = None
 
     def as_dict(self) -> dict[str, object]:
-        return {**asdict(self), "classes": list(self.classes)}
+        """JSON-ready; ``synthetic`` only when set (a detector's record has no such key)."""
+        data = {**asdict(self), "classes": list(self.classes)}
+        if self.synthetic is None:
+            del data["synthetic"]
+        return data
 
 
 @dataclass

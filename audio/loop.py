@@ -40,8 +40,11 @@ again, when a new segment begins with the next piece. Windows are still classifi
 The event store. With ``store`` (an ``audio.store.Store``: the daemon's), every window and
 every sound event record is committed to the store before any sink sees it, and its id is
 the store's seq, monotonic across restarts (``audio.commit`` says how windows' and sound
-events' ids are given). A record that cannot be committed is logged and counted
-(``store_errors``) and reaches no sink. Network sinks deliver from the store, not from
+events' ids are given). A record that cannot be committed yet (a full disk, a lock held
+by another program) reaches no sink until it is: it waits in order in ``audio.commit``'s
+bounded queue, retried at least once a second even when no audio comes
+(``store_queued``); one that never can be is counted (``store_errors``), and no event is
+ever left with a start and no end. Network sinks deliver from the store, not from
 what the loop hands them; the loop closes the sinks but never the store, which belongs
 to its caller and must outlive them.
 
@@ -62,11 +65,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from audio.blocks import AudioWindow, WindowAssembler
-from audio.commit import Committer
+from audio.commit import RETRY_SECONDS, Committer
 from audio.control import DetectionSwitch
 from audio.events import Event, Prediction, Sink, SoundEvent
 from audio.settings import DEFAULT_MAX_TIME
-from audio.store import Store, StoreError
+from audio.store import Store
 
 __all__ = ["DEFAULT_QUEUE_SIZE", "AudioWindow", "ProcessingLoop", "Processor", "Source"]
 
@@ -157,7 +160,7 @@ class ProcessingLoop:
         self._counters = {"windows_received": 0, "windows_processed": 0,
                           "windows_dropped": 0, "windows_cut_short": 0,
                           "blocks_received": 0, "blocks_dropped": 0,
-                          "errors": 0, "sink_errors": 0, "store_errors": 0,
+                          "errors": 0, "sink_errors": 0,
                           "sound_records": 0,
                           "sound_events_started": 0, "sound_events_ended": 0}
         self._started_at: float | None = None
@@ -227,7 +230,8 @@ class ProcessingLoop:
     def stats(self) -> dict[str, Any]:
         """Counters and state, JSON-ready (for ``/api/status``)."""
         with self._lock:
-            stats: dict[str, Any] = dict(self._counters)
+            stats: dict[str, Any] = {**self._counters, **self._commit.stats()}
+            stats["errors"] += stats["store_errors"]
             last = self._last_event
             stats.update({
                 "source": self.source.name,
@@ -297,13 +301,19 @@ class ProcessingLoop:
         while True:
             if self._queue.empty() and not self._stop.is_set():
                 self.source.request_window()
-            item = self._queue.get()
+            try:  # with records waiting for the store, retry even when no audio comes
+                item = self._queue.get(timeout=RETRY_SECONDS if self._commit.waiting else None)
+            except queue.Empty:
+                self._deliver(self._commit.retry())
+                continue
             if item is _SENTINEL:
                 return
             self._process(item)
 
     def _process(self, piece: AudioWindow) -> None:
         """A window, or a block: events first (at once), then the windows it completes."""
+        if self._commit.waiting:
+            self._deliver(self._commit.retry())
         if self.events is not None:
             if self.detection is None or self.detection.on:
                 self._paused = False
@@ -327,6 +337,7 @@ class ProcessingLoop:
         except Exception:
             logger.exception("finishing the stream failed")
             self._count("errors")
+        self._deliver(self._commit.finish())  # one last try for what waits for the store
         # Not "dropped": nothing fell behind; a window cut by a gap or by the end of the
         # stream was too short to classify (the gap's blocks are counted as dropped).
         self._count("windows_cut_short", self._assembler.cut_dropped)
@@ -353,24 +364,31 @@ class ProcessingLoop:
 
     def _deliver_sounds(self, records: Sequence[SoundEvent]) -> None:
         for detected in records:
-            record = self._committed(self._commit.sound, detected, f"the {detected.kind} of "
-                                     f"sound event {detected.id} ({detected.sound})")
-            if record is None:
-                continue
-            counter = _SOUND_COUNTERS.get(record.kind)
-            with self._lock:
-                self._counters["sound_records"] += 1
-                if counter is not None:
-                    self._counters[counter] += 1
-            for sink in self._sinks:
-                try:
-                    sink.handle_sound(record)
-                except Exception:
-                    logger.exception("sink %s failed on the %s of sound event %d",
-                                     type(sink).__name__, record.kind, record.id)
-                    with self._lock:
-                        self._counters["errors"] += 1
-                        self._counters["sink_errors"] += 1
+            self._deliver(self._commit.commit(detected))
+
+    def _deliver(self, committed: Sequence[Event | SoundEvent]) -> None:
+        """Hand what has been committed (or numbered, without a store) to the sinks."""
+        for item in committed:
+            if isinstance(item, Event):
+                self._hand_window(item)
+            else:
+                self._hand_sound(item)
+
+    def _hand_sound(self, record: SoundEvent) -> None:
+        counter = _SOUND_COUNTERS.get(record.kind)
+        with self._lock:
+            self._counters["sound_records"] += 1
+            if counter is not None:
+                self._counters[counter] += 1
+        for sink in self._sinks:
+            try:
+                sink.handle_sound(record)
+            except Exception:
+                logger.exception("sink %s failed on the %s of sound event %d",
+                                 type(sink).__name__, record.kind, record.id)
+                with self._lock:
+                    self._counters["errors"] += 1
+                    self._counters["sink_errors"] += 1
 
     def _classify(self, window: AudioWindow) -> None:
         try:
@@ -380,14 +398,13 @@ class ProcessingLoop:
                              window.end, window.source)
             self._count("errors")
             return
-        event = self._committed(self._commit.window, Event(
+        self._deliver(self._commit.commit(Event(
             id=0, timestamp=window.timestamp, start=window.start, end=window.end,
             predictions=predictions, source=window.source, sample_rate=window.sample_rate,
-            audio=window.audio), f"window {window.start:.2f}-{window.end:.2f} s of "
-                                 f"{window.source}")
-        if event is None:
-            return
-        latency = time.time() - window.timestamp
+            audio=window.audio)))
+
+    def _hand_window(self, event: Event) -> None:
+        latency = time.time() - event.timestamp
         with self._lock:
             self._counters["windows_processed"] += 1
             self._last_event = event
@@ -401,20 +418,6 @@ class ProcessingLoop:
                 with self._lock:
                     self._counters["errors"] += 1
                     self._counters["sink_errors"] += 1
-
-    def _committed(self, commit: Any, item: Any, what: str) -> Any:
-        """``commit(item)`` (numbered, and stored when there is a store), or None when that
-        failed: then no sink may see it (logged in one line, counted)."""
-        try:
-            return commit(item)
-        except StoreError as error:
-            logger.error("not delivered: %s could not be stored: %s", what, error)
-        except Exception:
-            logger.exception("not delivered: %s could not be stored", what)
-        with self._lock:
-            self._counters["errors"] += 1
-            self._counters["store_errors"] += 1
-        return None
 
     def _install_signal_handlers(self) -> dict[int, Any] | None:
         if threading.current_thread() is not threading.main_thread():

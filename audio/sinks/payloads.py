@@ -13,6 +13,9 @@
   was stored when the source gave no wall clock.
 * ``score``: the mean score over the event's frames so far; ``peak_score``: the highest.
 * ``dbfs``: the loudest frame's RMS level in dBFS (0 = full scale; silence -120).
+* ``synthetic`` (only in an ``end`` the daemon made up, e.g. ``"store_overflow"``: the
+  event store could not be written for so long that the event's own end was lost; the
+  event is closed so that no sensor stays on).
 """
 
 from __future__ import annotations
@@ -40,4 +43,5 @@ def event_payload(record: SoundEvent, stored: float) -> dict[str, Any]:
             "end": _round(record.end, 3),
             "timestamp": _round(event_timestamp(record, stored), 3),
             "score": _round(record.mean_score, 4), "peak_score": _round(record.peak_score, 4),
-            "dbfs": _round(record.peak_dbfs, 1), "source": record.source}
+            "dbfs": _round(record.peak_dbfs, 1), "source": record.source,
+            **({} if record.synthetic is None else {"synthetic": record.synthetic})}

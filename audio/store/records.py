@@ -63,6 +63,8 @@ def encode(item: Item) -> tuple[str, str]:
         kind = kind_of(item)
         data = asdict(item)
         data["classes"] = list(item.classes)
+        if item.synthetic is None:
+            del data["synthetic"]  # rows of detector records stay as they were
     return kind, json.dumps(data, separators=(",", ":"))
 
 

@@ -14,13 +14,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from audio.store import outbox, schema
 from audio.store.files import (
+    BUSY_TIMEOUT_MS,
     SYNCHRONOUS_MODES,
     DaemonLock,
     StoreError,
@@ -41,6 +42,8 @@ DEFAULT_SYNCHRONOUS = "FULL"
 _INSERT = "INSERT INTO records (kind, stored, body) VALUES (?, ?, ?)"
 _INSERT_SEQ = "INSERT INTO records (seq, kind, stored, body) VALUES (?, ?, ?, ?)"
 _COLUMNS = "SELECT seq, kind, stored, body FROM records"
+SMALL_WAL_PAGES = 8
+"""``wal_autocheckpoint`` once the file system has been full (SQLite's default is 1000)."""
 _NO_BOUND = 2**63 - 1
 """SQLite's largest integer: ``seq < _NO_BOUND`` holds for every row."""
 
@@ -68,6 +71,30 @@ def _kinds_clause(kinds: Iterable[str] | None) -> tuple[str, list[object]]:
     if unknown or not chosen:
         raise ValueError(f"record kinds are {KINDS}, got {chosen}")
     return f" AND kind IN ({', '.join('?' * len(chosen))})", list(chosen)
+
+
+def _row(item: Item, stored: float) -> tuple[str, float, str]:
+    kind, body = encode(item)
+    return kind, stored, body
+
+
+def _disk_full(error: StoreError) -> bool:
+    cause = error.__cause__
+    return getattr(cause, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or \
+        "disk is full" in str(cause)
+
+
+@contextmanager
+def _waiting(conn: sqlite3.Connection, seconds: float | None) -> Iterator[None]:
+    """``conn`` waits ``seconds`` for a lock inside the block (the default again after)."""
+    if seconds is None:
+        yield
+        return
+    conn.execute(f"PRAGMA busy_timeout = {max(0, round(seconds * 1000))}")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
 
 def _check_limit(limit: int) -> None:
@@ -182,6 +209,62 @@ class Store:
         with self._writer("append to") as conn:
             seq = conn.execute(_INSERT, (kind, self._clock(), body)).lastrowid
         return int(seq)  # type: ignore[arg-type]
+
+    def append_numbered(self, items: Sequence[Item],
+                        number: Callable[[Sequence[Item], int], list[Item]], *,
+                        busy_timeout: float | None = None) -> list[Item]:
+        """Store ``items`` in one transaction (all or none), as ``number(items, first)``
+        gives them, ``first`` being the seq of the first one's row, the others' following
+        (the caller sets the ids: :mod:`audio.commit`); returns what was stored.
+        ``number`` may be called again (after a checkpoint, below).
+
+        ``busy_timeout``: seconds to wait for another connection's lock instead of
+        ``BUSY_TIMEOUT_MS`` (a retry that must not hold the loop up).
+
+        A full file system: on a small one the WAL is what fills it (it grows to some
+        ``wal_autocheckpoint`` pages, 4 MB, before a checkpoint lets it be reused), so from
+        the first time on the WAL is kept small (``SMALL_WAL_PAGES``) for the rest of the
+        run, checkpointed and truncated, and the transaction tried once more (the
+        checkpoint needs room for the file to grow: it may only succeed once the disk has
+        some again, at a later retry).
+        """
+        if not items:
+            return []
+        try:
+            return self._insert_numbered(items, number, busy_timeout)
+        except StoreError as error:
+            if not _disk_full(error) or not self._truncate_wal():
+                raise
+        logger.debug("event store %s: the file system was full; the WAL was truncated",
+                     self.path)
+        return self._insert_numbered(items, number, busy_timeout)
+
+    def _insert_numbered(self, items: Sequence[Item],
+                         number: Callable[[Sequence[Item], int], list[Item]],
+                         busy_timeout: float | None) -> list[Item]:
+        with self._writer("append to") as conn, _waiting(conn, busy_timeout):
+            conn.execute("BEGIN IMMEDIATE")
+            first, stored = outbox.last_seq(conn) + 1, self._clock()
+            done = number(items, first)
+            if len(done) != len(items):
+                raise ValueError(f"numbering {len(items)} items gave {len(done)}")
+            conn.executemany(_INSERT_SEQ, [(seq, *_row(item, stored))
+                                           for seq, item in enumerate(done, first)])
+            conn.execute("COMMIT")
+        return done
+
+    def _truncate_wal(self) -> bool:
+        """Keep the WAL small from now on; checkpoint it into the file and truncate it.
+        True when done."""
+        try:
+            with self._writer("checkpoint") as conn:
+                conn.execute(f"PRAGMA wal_autocheckpoint = {SMALL_WAL_PAGES}")
+                conn.execute(f"PRAGMA journal_size_limit = {SMALL_WAL_PAGES * 4096}")
+                busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except StoreError as error:
+            logger.debug("%s", error)
+            return False
+        return not busy
 
     def append_many(self, items: Iterable[Item]) -> list[int]:
         """Store several items in one transaction (all or none; one commit for all)."""
