@@ -38,15 +38,17 @@ lock: setup-test
 # that requirements*.txt allow, so that a release that breaks us (apache-beam 2.78 did)
 # is seen here before a user's `pip install .` meets it. The lock test is skipped there.
 LATEST := .venv-latest/bin/python
+LATEST_LOG := .venv-latest/install.log
+LATEST_PIP = $(LATEST) -m pip install -q --upgrade
 test-latest: setup-test
 	rm -rf .venv-latest
 	python3 -m venv .venv-latest
-	$(LATEST) -m pip install -q --upgrade pip
-	$(LATEST) -m pip install -q --upgrade -r requirements.txt -r requirements-test.txt \
-		-r requirements-batch.txt
-	$(LATEST) -m pip install -q --no-deps -e .
-	$(LATEST) -m pip check
-	$(LATEST) -m pip list --format=freeze > .venv-latest/versions.txt
+	@echo "test-latest: installing the newest releases into .venv-latest (pip's output: $(LATEST_LOG))"
+	@($(LATEST_PIP) pip && $(LATEST_PIP) -r requirements.txt -r requirements-test.txt \
+		-r requirements-batch.txt && $(LATEST) -m pip install -q --no-deps -e . \
+		&& $(LATEST) -m pip check) > $(LATEST_LOG) 2>&1 || (tail -n 30 $(LATEST_LOG); exit 1)
+	@echo "test-latest: what is newer than requirements-dev.lock:"
+	-@$(LATEST) scripts/check_lock.py requirements-dev.lock
 	AUDIO_ANALYSIS_TEST_LATEST=1 $(LATEST) -m pytest
 
 lint: setup-test
