@@ -42,7 +42,13 @@ its oldest record is dropped, and counted:
   is committed, before the queue, as soon as the store can be written. Only events open
   when the outage began can owe one.
 
-What the queue still holds when the stream ends (one last try is made) is lost, and said.
+What the queue still holds when the stream ends (one last try is made, waiting the
+store's full busy timeout) is lost, and said. A start committed before such an end then
+has no end in the store; nor has one when the daemon was killed. So a run that starts
+with a store first closes what an earlier run left open (:meth:`Committer.close_unfinished`):
+each such event gets an ``end`` marked ``synthetic="unfinished"`` (the figures of its last
+stored record), committed and delivered like any record, so that no sensor stays on and
+no webhook receiver keeps a start without an end.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from typing import TYPE_CHECKING, Union, cast
 
 from audio.events import Event, SoundEvent
 from audio.store import StoreError
+from audio.store.records import encode
 
 if TYPE_CHECKING:
     from audio.store import Store
@@ -73,6 +80,7 @@ RETRY_BUSY_TIMEOUT = 0.05
 FLUSH_CHUNK = 64
 """Queued records committed per transaction (a small WAL growth on a small disk)."""
 STORE_OVERFLOW = "store_overflow"
+UNFINISHED = "unfinished"
 COUNTERS = ("store_errors", "store_failed_writes", "store_recovered", "store_synthetic_ends")
 """``store_errors``: records never stored (so never delivered): dropped from a full queue,
 or still queued when the stream ended; ``store_failed_writes``: commits that failed;
@@ -158,29 +166,27 @@ class Committer:
             return self.commit(item)[0]
         return self._store([item], None, orphans=True)[0]
 
-    def retry(self, *, force: bool = False) -> list[Item]:
+    def retry(self, *, force: bool = False,
+              busy_timeout: float | None = RETRY_BUSY_TIMEOUT) -> list[Item]:
         """Commit what is waiting, when a retry is due (or ``force``); returns what was
-        committed, in order, for the sinks."""
+        committed, in order, for the sinks. ``busy_timeout`` None: the store's own."""
         if not self.waiting or (not force and self._clock() < self._next_try):
             return []
         committed: list[Item] = []
         try:
             if self._owed:
-                committed += self._store(list(self._owed.values()), RETRY_BUSY_TIMEOUT)
+                committed += self._store(list(self._owed.values()), busy_timeout)
                 self._counts["store_synthetic_ends"] += len(self._owed)
                 self._owed.clear()
             while self._queue:
                 chunk = list(itertools.islice(self._queue, FLUSH_CHUNK))
-                committed += self._store(chunk, RETRY_BUSY_TIMEOUT)
+                committed += self._store(chunk, busy_timeout)
                 for _ in chunk:
                     self._queue.popleft()
         except StoreError as error:
             self._failed(error)
         except Exception:  # a record the store cannot take: not worth retrying
-            head = self._owed.pop(next(iter(self._owed))) if self._owed else \
-                self._queue.popleft()
-            logger.exception("not delivered: %s could not be stored", _what(head))
-            self._drop(head)
+            self._drop_unstorable()
         self._counts["store_recovered"] += len(committed)
         self._recovered += len(committed)
         if not self.waiting and self._failing_since is not None:
@@ -192,7 +198,7 @@ class Committer:
 
     def finish(self) -> list[Item]:
         """The stream has ended: one last try; what is still queued is lost (logged)."""
-        committed = self.retry(force=True)
+        committed = self.retry(force=True, busy_timeout=None)
         if self.waiting:
             logger.error("%d records could not be stored before the end and are lost "
                          "(the event store: %s)", self.waiting, self.store and self.store.path)
@@ -200,6 +206,27 @@ class Committer:
             self._queue.clear()
             self._owed.clear()
         return committed
+
+    def close_unfinished(self) -> list[SoundEvent]:
+        """Synthetic ends, committed, for the sound events an earlier run left open
+        (module docstring); call once, before the first record. A store that cannot be
+        read or written now leaves them open (logged): the next start tries again."""
+        if self.store is None:
+            return []
+        ends: list[SoundEvent] = []
+        try:
+            for record in self.store.unfinished_sounds():
+                last = cast(SoundEvent, record.item)
+                end = replace(last, kind="end", synthetic=UNFINISHED)
+                self.store.append(end)  # the event's id kept: it names its start
+                ends.append(end)
+        except StoreError as error:
+            logger.error("%s: the sound events an earlier run left open stay open", error)
+        if ends:
+            logger.warning("closed %d sound event(s) an earlier run left open (%s)",
+                           len(ends), ", ".join(f"{e.sound} #{e.id}" for e in ends))
+        self._counts["store_synthetic_ends"] += len(ends)
+        return ends
 
     # -- storing ---------------------------------------------------------------------------
 
@@ -288,10 +315,31 @@ class Committer:
             if any(r.kind == "end" for r in ours):
                 self._abandoned.discard(item.id)
 
+    def _drop_unstorable(self) -> None:
+        """Drop the first waiting record the store cannot encode (not simply the head:
+        the good records before it would go in its place, one per retry)."""
+        waiting = [*self._owed.values(), *self._queue]
+        culprit = next((item for item in waiting if not _encodes(item)), waiting[0])
+        owed = next((key for key, end in self._owed.items() if end is culprit), None)
+        if owed is not None:
+            del self._owed[owed]
+        else:
+            self._queue = deque(item for item in self._queue if item is not culprit)
+        logger.error("not delivered: %s could not be stored", _what(culprit))
+        self._drop(culprit)
+
     def _drop_abandoned(self, record: SoundEvent) -> None:
         self._counts["store_errors"] += 1
         if record.kind == "end":
             self._abandoned.discard(record.id)
+
+
+def _encodes(item: Item) -> bool:
+    try:
+        encode(item)
+    except Exception:
+        return False
+    return True
 
 
 def _what(item: Item) -> str:

@@ -182,6 +182,7 @@ class ProcessingLoop:
         """
         previous = self._install_signal_handlers()
         try:
+            self._deliver(self._commit.close_unfinished())  # what an earlier run left open
             self._start_source()
             self._consume()
         finally:

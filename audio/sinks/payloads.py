@@ -13,9 +13,11 @@
   was stored when the source gave no wall clock.
 * ``score``: the mean score over the event's frames so far; ``peak_score``: the highest.
 * ``dbfs``: the loudest frame's RMS level in dBFS (0 = full scale; silence -120).
-* ``synthetic`` (only in an ``end`` the daemon made up, e.g. ``"store_overflow"``: the
-  event store could not be written for so long that the event's own end was lost; the
-  event is closed so that no sensor stays on).
+* ``synthetic`` (only in an ``end`` the daemon made up: ``"store_overflow"``, the event
+  store could not be written for so long that the event's own end was lost;
+  ``"unfinished"``, an earlier run could not end it (killed, or stopped while the store
+  could not be written) and this run's start closed it; either way so that no sensor
+  stays on).
 """
 
 from __future__ import annotations

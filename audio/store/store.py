@@ -311,6 +311,16 @@ class Store:
             ).fetchone()
         return int(count), last
 
+    def unfinished_sounds(self) -> list[Record]:
+        """The newest record (its start or last update) of each sound event that has no
+        end in the store, oldest first: events a run left open because it was killed, or
+        stopped while the store could not be written (``audio.commit`` closes them)."""
+        return self._records(
+            f"{_COLUMNS} WHERE seq IN (SELECT MAX(seq) FROM records WHERE kind = ? "
+            "GROUP BY json_extract(body, '$.id') "
+            "HAVING SUM(json_extract(body, '$.kind') = 'end') = 0 "
+            "AND SUM(json_extract(body, '$.kind') = 'start') > 0) ORDER BY seq", [SOUND])
+
     def last_seq(self) -> int:
         """The newest seq ever given (0 for a new store); the next append gets a larger one."""
         with self._reader() as conn:
