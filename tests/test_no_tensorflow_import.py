@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, require_shared
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -44,3 +44,38 @@ def test_resampling_imports_resampy_but_not_tensorflow() -> None:
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["True", "False"]
+
+
+DAEMON_MACHINERY = ("sqlite3", "starlette", "uvicorn", "paho", "apache_beam", "tensorflow",
+                    "audio.loop", "audio.commit", "audio.store")
+
+
+def test_classifying_a_file_with_yamnet_loads_none_of_the_daemons_machinery(tmp_path) -> None:
+    """parse_file.py --backend yamnet: LiteRT and numpy only (issue 24's first defect:
+    the folder expansion came through audio.sources.files, which imported the loop, hence
+    the store and sqlite3). The script runs as ``__main__`` in a fresh interpreter, which
+    then writes every module it holds (``-X importtime`` would miss what is imported while
+    the native output is silenced)."""
+    model = require_shared("models", "yamnet", "yamnet.tflite")
+    modules = tmp_path / "modules.txt"
+    result = run_python(f"""
+        import runpy, sys
+        sys.argv = ["parse_file.py", "--backend", "yamnet", "--yamnet_model", {str(model)!r},
+                    "examples/speech.wav"]
+        try:
+            runpy.run_path("parse_file.py", run_name="__main__")
+        except SystemExit as end:
+            code = end.code
+        else:
+            code = 0
+        with open({str(modules)!r}, "w") as out:
+            out.write("\\n".join(sorted(sys.modules)))
+        sys.exit(code)
+    """)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("Speech: "), result.stdout
+    imported = modules.read_text().split()
+    assert "ai_edge_litert.interpreter" in imported  # the run really classified
+    loaded = [m for m in imported
+              if any(m == top or m.startswith(top + ".") for top in DAEMON_MACHINERY)]
+    assert loaded == []

@@ -21,7 +21,7 @@ from audio.io import (
     mono_blocks,
     open_audio,
 )
-from audio.loop import AudioWindow
+from audio.blocks import AudioWindow
 from audio.settings import DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import TARGET_RATE, SourceError
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from audio.loop import AudioWindow
+from audio.blocks import AudioWindow
 from audio.native import silenced_native_stderr
 from audio.settings import DEFAULT_MAX_TIME, DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import (
