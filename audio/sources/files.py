@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from audio.blocks import AudioWindow
 from audio.io import (
     AudioFileError,
     AudioTooShortError,
@@ -21,7 +22,6 @@ from audio.io import (
     mono_blocks,
     open_audio,
 )
-from audio.blocks import AudioWindow
 from audio.settings import DEFAULT_MIN_TIME, MIN_AUDIO_SECONDS
 from audio.sources.base import TARGET_RATE, SourceError
 
