@@ -213,15 +213,13 @@ class Committer:
         read or written now leaves them open (logged): the next start tries again."""
         if self.store is None:
             return []
-        ends: list[SoundEvent] = []
         try:
-            for record in self.store.unfinished_sounds():
-                last = cast(SoundEvent, record.item)
-                end = replace(last, kind="end", synthetic=UNFINISHED)
-                self.store.append(end)  # the event's id kept: it names its start
-                ends.append(end)
+            ends = [replace(cast(SoundEvent, record.item), kind="end", synthetic=UNFINISHED)
+                    for record in self.store.unfinished_sounds()]
+            self.store.append_many(ends)  # one transaction; each keeps its event's id
         except StoreError as error:
             logger.error("%s: the sound events an earlier run left open stay open", error)
+            return []
         if ends:
             logger.warning("closed %d sound event(s) an earlier run left open (%s)",
                            len(ends), ", ".join(f"{e.sound} #{e.id}" for e in ends))

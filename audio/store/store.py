@@ -198,13 +198,9 @@ class Store:
         is never deleted, and this process is the file's only writer: ``files``).
         """
         if numbered:
-            with self._writer("append to") as conn:
-                conn.execute("BEGIN IMMEDIATE")
-                seq = outbox.last_seq(conn) + 1
-                kind, body = encode(replace(item, id=seq))
-                conn.execute(_INSERT_SEQ, (seq, kind, self._clock(), body))
-                conn.execute("COMMIT")
-            return seq
+            [stored] = self.append_numbered(
+                [item], lambda batch, first: [replace(batch[0], id=first)])
+            return int(stored.id)
         kind, body = encode(item)
         with self._writer("append to") as conn:
             seq = conn.execute(_INSERT, (kind, self._clock(), body)).lastrowid
